@@ -1,0 +1,349 @@
+//! Config as code: one TOML file of providers, models and routes. `Config::parse` reads the raw
+//! file (`raw`), then resolves and checks every reference and value (`validate`); any problem is a
+//! `ConfigError` with file, line, column, TOML path and a hint.
+
+mod raw;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+pub use secret::{Secret, SecretRef};
+
+/// A validated config: every reference resolves, every value is in range.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub models: BTreeMap<String, ModelConfig>,
+    pub routes: BTreeMap<String, RouteConfig>,
+}
+
+impl Config {
+    /// Parses and validates `text`; `file` names it in error messages.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        validate::parse(text, file)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read the config file: {e}"),
+            hint: None,
+        })?;
+        Config::parse(&text, &file)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub admin_token: Option<SecretRef>,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Wait at most this long for room in the queue, then drop and count.
+    Wait(Duration),
+    /// Drop at once and count.
+    Drop,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub database_url: String,
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub on_full: OnFull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+    OpenAiCompatible,
+    Azure,
+    Mock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::OpenAiCompatible => "openai_compatible",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub api_key: Option<SecretRef>,
+    pub base_url: Option<String>,
+    pub api_version: Option<String>,
+    pub quirks: Quirks,
+    pub headers: Vec<(String, SecretRef)>,
+    pub latency: Duration,
+}
+
+/// How an OpenAI-compatible server departs from OpenAI's API. A `vendor` preset fills these in;
+/// explicit `quirks` settings win.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Quirks {
+    /// Send the output limit as `max_tokens` (most servers) instead of `max_completion_tokens`.
+    pub legacy_max_tokens: bool,
+    /// The server honours `stream_options.include_usage`; if not, it is removed and usage counted.
+    pub stream_usage: bool,
+    /// Send `developer` messages as `system`.
+    pub developer_as_system: bool,
+    /// The spelling of `tool_choice: "required"` (Mistral says `"any"`).
+    pub tool_choice_required: Option<String>,
+    /// Request fields removed before sending.
+    pub drop_params: Vec<String>,
+    /// Request fields renamed before sending (`seed` → `random_seed` for Mistral).
+    pub rename_params: Vec<(String, String)>,
+}
+
+impl Quirks {
+    pub fn openai() -> Self {
+        Quirks { stream_usage: true, ..Quirks::default() }
+    }
+
+    /// The preset for a known OpenAI-compatible vendor, or `None` if the name is unknown.
+    pub fn preset(vendor: &str) -> Option<Self> {
+        let generic = Quirks {
+            legacy_max_tokens: true,
+            stream_usage: true,
+            developer_as_system: true,
+            ..Quirks::default()
+        };
+        Some(match vendor {
+            "generic" | "vllm" | "llamacpp" | "together" | "deepseek" | "openrouter" => generic,
+            "ollama" => generic,
+            "tgi" => Quirks { stream_usage: false, ..generic },
+            "groq" => Quirks { drop_params: vec!["logit_bias".into(), "top_logprobs".into()], ..generic },
+            "mistral" => Quirks {
+                tool_choice_required: Some("any".into()),
+                rename_params: vec![("seed".into(), "random_seed".into())],
+                drop_params: vec!["logit_bias".into()],
+                ..generic
+            },
+            _ => return None,
+        })
+    }
+
+    pub const VENDORS: &'static [&'static str] = &[
+        "generic",
+        "vllm",
+        "ollama",
+        "llamacpp",
+        "tgi",
+        "mistral",
+        "groq",
+        "together",
+        "deepseek",
+        "openrouter",
+    ];
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub provider: String,
+    pub upstream: String,
+    pub price: Option<Price>,
+    pub context_window: Option<u32>,
+    pub capabilities: Capabilities,
+    pub mock: MockSettings,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub cached_input: f64,
+    pub cache_write: f64,
+    pub output: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub chat: bool,
+    pub embeddings: bool,
+    pub tools: bool,
+    pub vision: bool,
+    pub json: bool,
+}
+
+impl Capabilities {
+    pub const NAMES: &'static [&'static str] = &["chat", "embeddings", "tools", "vision", "json"];
+
+    pub fn all_chat() -> Self {
+        Capabilities { chat: true, embeddings: false, tools: true, vision: true, json: true }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MockMode {
+    /// Answers like a well-mannered model: text, tool calls fitting their schema, JSON in JSON mode.
+    Polite,
+    /// Answers with the last user message.
+    Echo,
+    /// Answers with the configured text.
+    Fixed,
+    /// Fails with the configured status (the first `fail_times` calls, or always).
+    Fail,
+    /// Never answers.
+    Hang,
+    /// Streams a few chunks, then breaks the connection.
+    BreakStream,
+    /// Answers with a body that is not valid JSON / SSE.
+    Garbage,
+}
+
+impl MockMode {
+    pub const NAMES: &'static [&'static str] =
+        &["polite", "echo", "fixed", "fail", "hang", "break_stream", "garbage"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "polite" => MockMode::Polite,
+            "echo" => MockMode::Echo,
+            "fixed" => MockMode::Fixed,
+            "fail" => MockMode::Fail,
+            "hang" => MockMode::Hang,
+            "break_stream" => MockMode::BreakStream,
+            "garbage" => MockMode::Garbage,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockSettings {
+    pub mode: MockMode,
+    pub text: Option<String>,
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub fail_times: Option<u32>,
+    pub latency: Option<Duration>,
+    pub chunk_delay: Duration,
+    pub break_after: u32,
+}
+
+impl Default for MockSettings {
+    fn default() -> Self {
+        MockSettings {
+            mode: MockMode::Polite,
+            text: None,
+            status: 500,
+            retry_after: None,
+            fail_times: None,
+            latency: None,
+            chunk_delay: Duration::ZERO,
+            break_after: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub description: Option<String>,
+    pub targets: Vec<Target>,
+    /// Models tried in order when every target failed.
+    pub fallbacks: Vec<String>,
+    pub retry: RetryPolicy,
+    pub timeouts: Timeouts,
+    pub balance: Balance,
+    pub breaker: BreakerPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub model: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts on one target, the first included.
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Random by weight.
+    Weighted,
+    /// Power of two random choices by weight, the lower latency EWMA wins.
+    LeastLatency,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerPolicy {
+    /// Consecutive failures that open the circuit (0 disables).
+    pub failures: u32,
+    /// Error rate over `window` that opens the circuit, once `min_requests` were seen.
+    pub error_rate: f64,
+    pub min_requests: u32,
+    pub window: Duration,
+    /// How long the circuit stays open before one probe request is let through.
+    pub cooldown: Duration,
+}
+
+/// A config problem, located in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the problem has no position (e.g. the file cannot be read).
+    pub line: usize,
+    pub column: usize,
+    /// The TOML path of the offending value, e.g. `routes.support.targets[0].model`.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        } else {
+            write!(f, "{}: ", self.file)?;
+        }
+        write!(f, "{}", self.message)?;
+        if !self.path.is_empty() {
+            write!(f, " (at `{}`)", self.path)?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! The config file as written: serde types that mirror the TOML, spans kept for error positions.
+//! Nothing here is checked beyond its syntax; `super::validate` turns it into a `Config`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub providers: BTreeMap<Spanned<String>, RawProvider>,
+    #[serde(default)]
+    pub models: BTreeMap<Spanned<String>, RawModel>,
+    #[serde(default)]
+    pub routes: BTreeMap<Spanned<String>, RawRoute>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Spanned<String>>,
+    pub max_body_bytes: Option<Spanned<i64>>,
+    pub admin_token: Option<Spanned<String>>,
+    pub shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub database_url: Option<Spanned<String>>,
+    pub queue_capacity: Option<Spanned<i64>>,
+    pub batch_size: Option<Spanned<i64>>,
+    pub flush_interval: Option<Spanned<String>>,
+    /// `"wait"` (block the recording for at most `full_wait`) or `"drop"` (drop and count).
+    pub on_full: Option<Spanned<String>>,
+    pub full_wait: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: Spanned<String>,
+    pub api_key: Option<Spanned<String>>,
+    pub base_url: Option<Spanned<String>>,
+    /// Azure OpenAI: the `api-version` query parameter.
+    pub api_version: Option<Spanned<String>>,
+    /// openai_compatible: a preset of quirks (`vllm`, `ollama`, `llamacpp`, `tgi`, `mistral`,
+    /// `groq`, `together`, `deepseek`, `openrouter`).
+    pub vendor: Option<Spanned<String>>,
+    #[serde(default)]
+    pub quirks: RawQuirks,
+    /// Extra headers sent upstream; values may be secret references.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// Mock: latency before the first byte for every model of this provider.
+    pub latency: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuirks {
+    pub max_tokens_field: Option<Spanned<String>>,
+    pub stream_usage: Option<bool>,
+    pub developer_role: Option<Spanned<String>>,
+    pub tool_choice_required: Option<String>,
+    #[serde(default)]
+    pub drop_params: Vec<String>,
+    #[serde(default)]
+    pub rename_params: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub provider: Spanned<String>,
+    pub upstream: Option<Spanned<String>>,
+    pub price: Option<RawPrice>,
+    pub context_window: Option<Spanned<i64>>,
+    pub capabilities: Option<Vec<Spanned<String>>>,
+    /// Mock provider only: scripted behaviour.
+    pub mock: Option<RawMock>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input: Spanned<f64>,
+    pub output: Spanned<f64>,
+    pub cached_input: Option<Spanned<f64>>,
+    pub cache_write: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMock {
+    pub mode: Option<Spanned<String>>,
+    pub text: Option<String>,
+    pub status: Option<Spanned<i64>>,
+    pub retry_after: Option<Spanned<String>>,
+    pub fail_times: Option<Spanned<i64>>,
+    pub latency: Option<Spanned<String>>,
+    pub chunk_delay: Option<Spanned<String>>,
+    pub break_after: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub targets: Spanned<Vec<RawTarget>>,
+    #[serde(default)]
+    pub fallbacks: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    pub balance: Option<Spanned<String>>,
+    #[serde(default)]
+    pub breaker: RawBreaker,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub model: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: Option<Spanned<i64>>,
+    pub backoff: Option<Spanned<String>>,
+    pub max_backoff: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<Spanned<String>>,
+    pub first_byte: Option<Spanned<String>>,
+    pub total: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub failures: Option<Spanned<i64>>,
+    pub error_rate: Option<Spanned<f64>>,
+    pub min_requests: Option<Spanned<i64>>,
+    pub window: Option<Spanned<String>>,
+    pub cooldown: Option<Spanned<String>>,
+}

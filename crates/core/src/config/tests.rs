@@ -1,0 +1,126 @@
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9000"
+
+[providers.openai]
+kind = "openai"
+api_key = "env:OPENAI_API_KEY"
+
+[providers.vllm]
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:8000/v1/"
+vendor = "mistral"
+quirks = { stream_usage = false }
+
+[providers.demo]
+kind = "mock"
+
+[models.gpt-4o-mini]
+provider = "openai"
+price = { input = 0.15, cached_input = 0.075, output = 0.60 }
+context_window = 128000
+
+[models.llama]
+provider = "vllm"
+upstream = "meta-llama/Llama-3.1-8B-Instruct"
+
+[models.mock-flaky]
+provider = "demo"
+mock = { mode = "fail", status = 503, fail_times = 2 }
+
+[routes.support]
+targets = [{ model = "gpt-4o-mini", weight = 90 }, { model = "llama", weight = 10 }]
+fallbacks = ["mock-flaky"]
+retry = { attempts = 3 }
+timeouts = { connect = "2s", first_byte = "10s", total = "60s" }
+balance = "least_latency"
+"#;
+
+#[test]
+fn a_complete_file_resolves() {
+    let c = Config::parse(GOOD, "g.toml").unwrap();
+    assert_eq!(c.server.listen, "127.0.0.1:9000");
+    let r = &c.routes["support"];
+    assert_eq!(r.targets[0], Target { model: "gpt-4o-mini".into(), weight: 90 });
+    assert_eq!(r.fallbacks, ["mock-flaky"]);
+    assert_eq!(r.retry.attempts, 3);
+    assert_eq!(r.timeouts.first_byte, Duration::from_secs(10));
+    assert_eq!(r.balance, Balance::LeastLatency);
+    let v = &c.providers["vllm"];
+    assert_eq!(v.base_url.as_deref(), Some("http://127.0.0.1:8000/v1"));
+    assert!(v.quirks.legacy_max_tokens);
+    assert!(!v.quirks.stream_usage, "explicit quirk wins over the vendor preset");
+    assert_eq!(v.quirks.tool_choice_required.as_deref(), Some("any"));
+    assert_eq!(c.models["llama"].upstream, "meta-llama/Llama-3.1-8B-Instruct");
+    assert_eq!(c.models["gpt-4o-mini"].upstream, "gpt-4o-mini");
+    let p = c.models["gpt-4o-mini"].price.unwrap();
+    assert_eq!((p.input, p.cached_input, p.output), (0.15, 0.075, 0.60));
+    let m = &c.models["mock-flaky"].mock;
+    assert_eq!((m.mode, m.status, m.fail_times), (MockMode::Fail, 503, Some(2)));
+    assert_eq!(c.store.database_url, "sqlite://gardefou.db");
+}
+
+fn error_of(text: &str) -> ConfigError {
+    Config::parse(text, "bad.toml").unwrap_err()
+}
+
+#[test]
+fn unknown_keys_are_located() {
+    let e = error_of("[server]\nlisten = \"127.0.0.1:1\"\nlistn = \"x\"\n");
+    assert_eq!((e.line, e.column), (3, 1));
+    assert!(e.message.contains("unknown field `listn`"), "{e}");
+    assert!(e.to_string().starts_with("bad.toml:3:1: "), "{e}");
+}
+
+#[test]
+fn dangling_references_name_the_path_and_what_exists() {
+    let text = "[providers.demo]\nkind = \"mock\"\n[models.m]\nprovider = \"demo\"\n[routes.r]\ntargets = [{ model = \"nope\" }]\n";
+    let e = error_of(text);
+    assert_eq!(e.line, 6);
+    assert_eq!(e.column, 22);
+    assert_eq!(e.path, "routes.r.targets[0].model");
+    assert!(e.message.contains("unknown model `nope`"));
+    assert_eq!(e.hint.as_deref(), Some("defined models: m"));
+
+    let e = error_of("[models.m]\nprovider = \"ghost\"\n");
+    assert_eq!((e.line, e.path.as_str()), (2, "models.m.provider"));
+}
+
+#[test]
+fn bad_values_are_errors() {
+    let base = "[providers.demo]\nkind = \"mock\"\n[models.m]\nprovider = \"demo\"\n";
+    let e = error_of(&format!("{base}[routes.r]\ntargets = [{{ model = \"m\" }}]\ntimeouts = {{ total = \"soon\" }}\n"));
+    assert_eq!(e.path, "routes.r.timeouts.total");
+    assert!(e.message.contains("not a duration"));
+    let e = error_of(&format!("{base}[routes.r]\ntargets = [{{ model = \"m\", weight = -1 }}]\n"));
+    assert_eq!(e.path, "routes.r.targets[0].weight");
+    let e = error_of("[providers.o]\nkind = \"openai\"\napi_key = \"sk-live-abc\"\n");
+    assert_eq!(e.path, "providers.o.api_key");
+    assert!(!e.to_string().contains("sk-live-abc"), "a literal key is never echoed back");
+    let e = error_of("[providers.v]\nkind = \"openai_compatible\"\n");
+    assert!(e.message.contains("needs a base_url"));
+    let e = error_of("[providers.v]\nkind = \"openai_compatible\"\nbase_url = \"http://x\"\nvendor = \"acme\"\n");
+    assert!(e.hint.unwrap().contains("vllm"));
+    let e = error_of("[providers.v]\nkind = \"bedrock\"\n");
+    assert_eq!(e.path, "providers.v.kind");
+    let e = error_of("[store]\ndatabase_url = \"mysql://x\"\n");
+    assert_eq!(e.path, "store.database_url");
+    let e = error_of("[server]\nlisten = \"localhost\"\n");
+    assert_eq!(e.path, "server.listen");
+}
+
+#[test]
+fn every_example_config_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "examples/ holds at least one config");
+}

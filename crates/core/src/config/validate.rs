@@ -1,0 +1,499 @@
+//! Raw config → validated `Config`: defaults, ranges, secret references, and every
+//! route → model → provider reference, each problem reported at its position in the file.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::{self, RawConfig};
+use super::*;
+
+pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let cx = Cx { text, file };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        cx.error(span, "", e.message().trim_end().to_owned(), unknown_field_hint(e.message()))
+    })?;
+    cx.validate(raw)
+}
+
+fn unknown_field_hint(message: &str) -> Option<String> {
+    message
+        .contains("unknown field")
+        .then(|| "check the spelling; the README's configuration reference lists every key".to_owned())
+}
+
+struct Cx<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+type R<T> = Result<T, ConfigError>;
+
+impl Cx<'_> {
+    fn error(&self, span: Range<usize>, path: &str, message: String, hint: Option<String>) -> ConfigError {
+        let offset = span.start.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            path: path.to_owned(),
+            message,
+            hint,
+        }
+    }
+
+    fn err<T>(&self, span: Range<usize>, path: &str, message: impl Into<String>) -> R<T> {
+        Err(self.error(span, path, message.into(), None))
+    }
+
+    fn duration(&self, v: &Option<Spanned<String>>, path: &str, default: Duration) -> R<Duration> {
+        let Some(v) = v else { return Ok(default) };
+        humantime::parse_duration(v.get_ref()).map_err(|e| {
+            self.error(
+                v.span(),
+                path,
+                format!("`{}` is not a duration: {e}", v.get_ref()),
+                Some("write durations like \"250ms\", \"2s\" or \"1m\"".to_owned()),
+            )
+        })
+    }
+
+    fn count(&self, v: &Option<Spanned<i64>>, path: &str, min: i64, max: i64, default: i64) -> R<i64> {
+        let Some(v) = v else { return Ok(default) };
+        let n = *v.get_ref();
+        if n < min || n > max {
+            return self.err(v.span(), path, format!("{n} is out of range ({min}..={max})"));
+        }
+        Ok(n)
+    }
+
+    fn secret(&self, v: &Spanned<String>, path: &str) -> R<SecretRef> {
+        SecretRef::parse(v.get_ref()).map_err(|m| {
+            self.error(v.span(), path, m, Some("e.g. api_key = \"env:OPENAI_API_KEY\"".to_owned()))
+        })
+    }
+
+    fn validate(&self, raw: RawConfig) -> R<Config> {
+        let server = self.server(&raw.server)?;
+        let store = self.store(&raw.store)?;
+        let mut providers = BTreeMap::new();
+        for (name, p) in &raw.providers {
+            let cfg = self.provider(name, p)?;
+            providers.insert(name.get_ref().clone(), cfg);
+        }
+        let mut models = BTreeMap::new();
+        for (name, m) in &raw.models {
+            let cfg = self.model(name, m, &providers)?;
+            models.insert(name.get_ref().clone(), cfg);
+        }
+        let mut routes = BTreeMap::new();
+        for (name, r) in &raw.routes {
+            let cfg = self.route(name, r, &models)?;
+            routes.insert(name.get_ref().clone(), cfg);
+        }
+        Ok(Config { server, store, providers, models, routes })
+    }
+
+    fn server(&self, s: &raw::RawServer) -> R<ServerConfig> {
+        let listen = match &s.listen {
+            Some(l) => {
+                if l.get_ref().parse::<std::net::SocketAddr>().is_err() {
+                    return Err(self.error(
+                        l.span(),
+                        "server.listen",
+                        format!("`{}` is not an address", l.get_ref()),
+                        Some("write it as host:port, e.g. \"127.0.0.1:8080\"".to_owned()),
+                    ));
+                }
+                l.get_ref().clone()
+            }
+            None => "127.0.0.1:8080".to_owned(),
+        };
+        let max_body =
+            self.count(&s.max_body_bytes, "server.max_body_bytes", 1024, 1 << 30, 4 * 1024 * 1024)?;
+        let admin_token = match &s.admin_token {
+            Some(t) => Some(self.secret(t, "server.admin_token")?),
+            None => None,
+        };
+        let shutdown_grace =
+            self.duration(&s.shutdown_grace, "server.shutdown_grace", Duration::from_secs(30))?;
+        Ok(ServerConfig { listen, max_body_bytes: max_body as usize, admin_token, shutdown_grace })
+    }
+
+    fn store(&self, s: &raw::RawStore) -> R<StoreConfig> {
+        let database_url = match &s.database_url {
+            Some(u) => {
+                let url = u.get_ref();
+                if !url.starts_with("sqlite:") {
+                    return Err(self.error(
+                        u.span(),
+                        "store.database_url",
+                        format!("unsupported database URL `{url}`"),
+                        Some("use sqlite://FILE (e.g. \"sqlite://gardefou.db\") or sqlite::memory:".to_owned()),
+                    ));
+                }
+                url.clone()
+            }
+            None => "sqlite://gardefou.db".to_owned(),
+        };
+        let queue_capacity = self.count(&s.queue_capacity, "store.queue_capacity", 1, 10_000_000, 65_536)?;
+        let batch_size = self.count(&s.batch_size, "store.batch_size", 1, 100_000, 512)?;
+        let flush_interval =
+            self.duration(&s.flush_interval, "store.flush_interval", Duration::from_millis(200))?;
+        let wait = self.duration(&s.full_wait, "store.full_wait", Duration::from_millis(50))?;
+        let on_full = match s.on_full.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+            None | Some(("wait", _)) => OnFull::Wait(wait),
+            Some(("drop", _)) => OnFull::Drop,
+            Some((other, span)) => {
+                return self.err(span, "store.on_full", format!("`{other}` is not `wait` or `drop`"))
+            }
+        };
+        Ok(StoreConfig {
+            database_url,
+            queue_capacity: queue_capacity as usize,
+            batch_size: batch_size as usize,
+            flush_interval,
+            on_full,
+        })
+    }
+
+    fn provider(&self, name: &Spanned<String>, p: &raw::RawProvider) -> R<ProviderConfig> {
+        let path = format!("providers.{}", name.get_ref());
+        let kind = match p.kind.get_ref().as_str() {
+            "openai" => ProviderKind::OpenAi,
+            "openai_compatible" => ProviderKind::OpenAiCompatible,
+            "azure" => ProviderKind::Azure,
+            "mock" => ProviderKind::Mock,
+            other => {
+                return Err(self.error(
+                    p.kind.span(),
+                    &format!("{path}.kind"),
+                    format!("unknown provider kind `{other}`"),
+                    Some("one of: openai, openai_compatible, azure, mock".to_owned()),
+                ))
+            }
+        };
+        let api_key = match &p.api_key {
+            Some(k) => Some(self.secret(k, &format!("{path}.api_key"))?),
+            None => None,
+        };
+        if let Some(url) = &p.base_url {
+            let u = url.get_ref();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return self.err(url.span(), &format!("{path}.base_url"), format!("`{u}` is not an http(s) URL"));
+            }
+        }
+        let base_url = p.base_url.as_ref().map(|u| u.get_ref().trim_end_matches('/').to_owned());
+        match kind {
+            ProviderKind::OpenAiCompatible | ProviderKind::Azure if base_url.is_none() => {
+                return self.err(
+                    name.span(),
+                    &path,
+                    format!("a `{}` provider needs a base_url", kind.as_str()),
+                );
+            }
+            _ => {}
+        }
+        if kind == ProviderKind::Azure && p.api_version.is_none() {
+            return Err(self.error(
+                name.span(),
+                &path,
+                "an `azure` provider needs an api_version".to_owned(),
+                Some("e.g. api_version = \"2024-10-21\"".to_owned()),
+            ));
+        }
+        let mut quirks = match kind {
+            ProviderKind::OpenAiCompatible => {
+                let vendor = p.vendor.as_ref().map(|v| (v.get_ref().as_str(), v.span()));
+                match vendor {
+                    None => Quirks::preset("generic").unwrap_or_default(),
+                    Some((v, span)) => Quirks::preset(v).ok_or_else(|| {
+                        self.error(
+                            span,
+                            &format!("{path}.vendor"),
+                            format!("unknown vendor `{v}`"),
+                            Some(format!("one of: {}", Quirks::VENDORS.join(", "))),
+                        )
+                    })?,
+                }
+            }
+            _ => Quirks::openai(),
+        };
+        let q = &p.quirks;
+        if let Some(f) = &q.max_tokens_field {
+            quirks.legacy_max_tokens = match f.get_ref().as_str() {
+                "max_tokens" => true,
+                "max_completion_tokens" => false,
+                other => {
+                    return self.err(
+                        f.span(),
+                        &format!("{path}.quirks.max_tokens_field"),
+                        format!("`{other}` is not `max_tokens` or `max_completion_tokens`"),
+                    )
+                }
+            };
+        }
+        if let Some(s) = q.stream_usage {
+            quirks.stream_usage = s;
+        }
+        if let Some(d) = &q.developer_role {
+            quirks.developer_as_system = match d.get_ref().as_str() {
+                "system" => true,
+                "developer" => false,
+                other => {
+                    return self.err(
+                        d.span(),
+                        &format!("{path}.quirks.developer_role"),
+                        format!("`{other}` is not `system` or `developer`"),
+                    )
+                }
+            };
+        }
+        if let Some(t) = &q.tool_choice_required {
+            quirks.tool_choice_required = Some(t.clone());
+        }
+        quirks.drop_params.extend(q.drop_params.iter().cloned());
+        quirks.rename_params.extend(q.rename_params.iter().map(|(a, b)| (a.clone(), b.clone())));
+        let mut headers = Vec::new();
+        for (h, v) in &p.headers {
+            if http_header_name_ok(h) {
+                headers.push((h.clone(), self.secret(v, &format!("{path}.headers.{h}"))?));
+            } else {
+                return self.err(v.span(), &format!("{path}.headers"), format!("`{h}` is not a header name"));
+            }
+        }
+        let latency = self.duration(&p.latency, &format!("{path}.latency"), Duration::ZERO)?;
+        Ok(ProviderConfig {
+            name: name.get_ref().clone(),
+            kind,
+            api_key,
+            base_url,
+            api_version: p.api_version.as_ref().map(|v| v.get_ref().clone()),
+            quirks,
+            headers,
+            latency,
+        })
+    }
+
+    fn model(
+        &self,
+        name: &Spanned<String>,
+        m: &raw::RawModel,
+        providers: &BTreeMap<String, ProviderConfig>,
+    ) -> R<ModelConfig> {
+        let path = format!("models.{}", name.get_ref());
+        let Some(provider) = providers.get(m.provider.get_ref()) else {
+            return Err(self.error(
+                m.provider.span(),
+                &format!("{path}.provider"),
+                format!("unknown provider `{}`", m.provider.get_ref()),
+                Some(hint_known("providers", providers.keys())),
+            ));
+        };
+        let price = match &m.price {
+            None => None,
+            Some(p) => {
+                let check = |v: &Spanned<f64>, field: &str| -> R<f64> {
+                    let x = *v.get_ref();
+                    if !(x.is_finite() && x >= 0.0) {
+                        return self.err(v.span(), &format!("{path}.price.{field}"), "a price must be a number ≥ 0");
+                    }
+                    Ok(x)
+                };
+                let input = check(&p.input, "input")?;
+                Some(Price {
+                    input,
+                    output: check(&p.output, "output")?,
+                    cached_input: match &p.cached_input {
+                        Some(c) => check(c, "cached_input")?,
+                        None => input,
+                    },
+                    cache_write: match &p.cache_write {
+                        Some(c) => check(c, "cache_write")?,
+                        None => input,
+                    },
+                })
+            }
+        };
+        let context_window = match &m.context_window {
+            Some(_) => Some(self.count(&m.context_window, &format!("{path}.context_window"), 1, 100_000_000, 0)? as u32),
+            None => None,
+        };
+        let capabilities = match &m.capabilities {
+            None => Capabilities::all_chat(),
+            Some(list) => {
+                let mut c = Capabilities { chat: false, embeddings: false, tools: false, vision: false, json: false };
+                for cap in list {
+                    match cap.get_ref().as_str() {
+                        "chat" => c.chat = true,
+                        "embeddings" => c.embeddings = true,
+                        "tools" => c.tools = true,
+                        "vision" => c.vision = true,
+                        "json" => c.json = true,
+                        other => {
+                            return Err(self.error(
+                                cap.span(),
+                                &format!("{path}.capabilities"),
+                                format!("unknown capability `{other}`"),
+                                Some(format!("one of: {}", Capabilities::NAMES.join(", "))),
+                            ))
+                        }
+                    }
+                }
+                c
+            }
+        };
+        let mock = match &m.mock {
+            Some(raw) if provider.kind != ProviderKind::Mock => {
+                let _ = raw;
+                return self.err(name.span(), &format!("{path}.mock"), "`mock` settings need a provider of kind `mock`");
+            }
+            Some(raw) => self.mock(raw, &path)?,
+            None => MockSettings::default(),
+        };
+        Ok(ModelConfig {
+            name: name.get_ref().clone(),
+            provider: provider.name.clone(),
+            upstream: m.upstream.as_ref().map_or_else(|| name.get_ref().clone(), |u| u.get_ref().clone()),
+            price,
+            context_window,
+            capabilities,
+            mock,
+        })
+    }
+
+    fn mock(&self, m: &raw::RawMock, path: &str) -> R<MockSettings> {
+        let d = MockSettings::default();
+        let mode = match &m.mode {
+            None => d.mode,
+            Some(v) => MockMode::from_name(v.get_ref()).ok_or_else(|| {
+                self.error(
+                    v.span(),
+                    &format!("{path}.mock.mode"),
+                    format!("unknown mock mode `{}`", v.get_ref()),
+                    Some(format!("one of: {}", MockMode::NAMES.join(", "))),
+                )
+            })?,
+        };
+        Ok(MockSettings {
+            mode,
+            text: m.text.clone(),
+            status: self.count(&m.status, &format!("{path}.mock.status"), 400, 599, 500)? as u16,
+            retry_after: match &m.retry_after {
+                Some(_) => Some(self.duration(&m.retry_after, &format!("{path}.mock.retry_after"), Duration::ZERO)?),
+                None => None,
+            },
+            fail_times: match &m.fail_times {
+                Some(_) => Some(self.count(&m.fail_times, &format!("{path}.mock.fail_times"), 0, 1_000_000, 0)? as u32),
+                None => None,
+            },
+            latency: match &m.latency {
+                Some(_) => Some(self.duration(&m.latency, &format!("{path}.mock.latency"), Duration::ZERO)?),
+                None => None,
+            },
+            chunk_delay: self.duration(&m.chunk_delay, &format!("{path}.mock.chunk_delay"), Duration::ZERO)?,
+            break_after: self.count(&m.break_after, &format!("{path}.mock.break_after"), 0, 10_000, 2)? as u32,
+        })
+    }
+
+    fn route(&self, name: &Spanned<String>, r: &raw::RawRoute, models: &BTreeMap<String, ModelConfig>) -> R<RouteConfig> {
+        let path = format!("routes.{}", name.get_ref());
+        if r.targets.get_ref().is_empty() {
+            return self.err(r.targets.span(), &format!("{path}.targets"), "a route needs at least one target");
+        }
+        let model_ref = |m: &Spanned<String>, at: &str| -> R<String> {
+            if models.contains_key(m.get_ref()) {
+                Ok(m.get_ref().clone())
+            } else {
+                Err(self.error(
+                    m.span(),
+                    at,
+                    format!("unknown model `{}`", m.get_ref()),
+                    Some(hint_known("models", models.keys())),
+                ))
+            }
+        };
+        let mut targets = Vec::new();
+        for (i, t) in r.targets.get_ref().iter().enumerate() {
+            let at = format!("{path}.targets[{i}]");
+            let model = model_ref(&t.model, &format!("{at}.model"))?;
+            let weight = self.count(&t.weight, &format!("{at}.weight"), 0, 1_000_000, 1)? as u32;
+            targets.push(Target { model, weight });
+        }
+        if targets.iter().all(|t| t.weight == 0) {
+            return self.err(r.targets.span(), &format!("{path}.targets"), "at least one target needs a weight above 0");
+        }
+        let mut fallbacks = Vec::new();
+        for (i, f) in r.fallbacks.iter().enumerate() {
+            fallbacks.push(model_ref(f, &format!("{path}.fallbacks[{i}]"))?);
+        }
+        let retry = RetryPolicy {
+            attempts: self.count(&r.retry.attempts, &format!("{path}.retry.attempts"), 1, 10, 2)? as u32,
+            backoff: self.duration(&r.retry.backoff, &format!("{path}.retry.backoff"), Duration::from_millis(100))?,
+            max_backoff: self.duration(&r.retry.max_backoff, &format!("{path}.retry.max_backoff"), Duration::from_secs(5))?,
+        };
+        let timeouts = Timeouts {
+            connect: self.duration(&r.timeouts.connect, &format!("{path}.timeouts.connect"), Duration::from_secs(5))?,
+            first_byte: self.duration(&r.timeouts.first_byte, &format!("{path}.timeouts.first_byte"), Duration::from_secs(60))?,
+            total: self.duration(&r.timeouts.total, &format!("{path}.timeouts.total"), Duration::from_secs(600))?,
+        };
+        if timeouts.total.is_zero() {
+            return self.err(name.span(), &format!("{path}.timeouts.total"), "the total timeout must be above 0");
+        }
+        let balance = match r.balance.as_ref().map(|b| (b.get_ref().as_str(), b.span())) {
+            None | Some(("weighted", _)) => Balance::Weighted,
+            Some(("least_latency", _)) => Balance::LeastLatency,
+            Some((other, span)) => {
+                return Err(self.error(
+                    span,
+                    &format!("{path}.balance"),
+                    format!("unknown balance `{other}`"),
+                    Some("one of: weighted, least_latency".to_owned()),
+                ))
+            }
+        };
+        let b = &r.breaker;
+        let breaker = BreakerPolicy {
+            failures: self.count(&b.failures, &format!("{path}.breaker.failures"), 0, 1_000_000, 5)? as u32,
+            error_rate: match &b.error_rate {
+                Some(v) if !(0.0..=1.0).contains(v.get_ref()) => {
+                    return self.err(v.span(), &format!("{path}.breaker.error_rate"), "an error rate is between 0 and 1")
+                }
+                Some(v) => *v.get_ref(),
+                None => 0.5,
+            },
+            min_requests: self.count(&b.min_requests, &format!("{path}.breaker.min_requests"), 1, 1_000_000, 20)? as u32,
+            window: self.duration(&b.window, &format!("{path}.breaker.window"), Duration::from_secs(30))?,
+            cooldown: self.duration(&b.cooldown, &format!("{path}.breaker.cooldown"), Duration::from_secs(15))?,
+        };
+        Ok(RouteConfig {
+            name: name.get_ref().clone(),
+            description: r.description.clone(),
+            targets,
+            fallbacks,
+            retry,
+            timeouts,
+            balance,
+            breaker,
+        })
+    }
+}
+
+fn hint_known<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        format!("no {what} are defined")
+    } else {
+        format!("defined {what}: {}", names.join(", "))
+    }
+}
+
+fn http_header_name_ok(h: &str) -> bool {
+    !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,9 @@
+//! gardefou-core: the nouns of the gateway. Canonical chat types (in OpenAI's wire shape),
+//! config as code, the error type, cost maths. No runtime, no HTTP client, no SQL.
+
+pub mod chat;
+pub mod config;
+pub mod cost;
+pub mod error;
+
+pub use error::{Error, Fault, Result};
