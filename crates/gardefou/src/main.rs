@@ -1,1 +1,22 @@
-fn main() {}
+//! The `gardefou` command.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = gardefou::cli::Cli::parse();
+    gardefou::telemetry::init_logs();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gardefou: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(gardefou::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gardefou: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

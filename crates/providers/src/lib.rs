@@ -1,1 +1,101 @@
-//! placeholder
+//! gardefou-providers: one adapter per upstream API behind `enum Provider`, the only `match` on
+//! provider kinds. OpenAI-compatible vendors and Azure OpenAI are settings of the OpenAI adapter;
+//! `mock` is a scripted in-process model for demos, tests and benchmarks.
+
+pub mod http;
+pub mod mock;
+pub mod openai;
+pub mod sse;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::Stream;
+use gardefou_core::chat::{ChatChunk, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
+use gardefou_core::config::{ModelConfig, ProviderConfig, ProviderKind};
+use gardefou_core::Result;
+
+/// The chunks of a streamed answer. An `Err` item ends the stream: the upstream broke off or sent
+/// an error event; the client must see it, never a silently shortened answer.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk>> + Send>>;
+
+/// Per-call settings the pipeline hands to an adapter.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// How long to wait for the upstream's response headers (connect included).
+    pub first_byte_timeout: Option<Duration>,
+    /// Extra headers for the upstream request (e.g. `traceparent`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// A configured upstream, ready to call.
+pub enum Provider {
+    OpenAi(openai::OpenAi),
+    Mock(mock::Mock),
+}
+
+impl Provider {
+    /// Builds the adapter, resolving its secret references. An `Err` means the provider cannot be
+    /// used (e.g. its API key is not set); the reason names the reference, never a value.
+    /// `connect_timeout` applies to new upstream connections.
+    pub fn build(cfg: &ProviderConfig, connect_timeout: Duration) -> std::result::Result<Provider, String> {
+        Ok(match cfg.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
+                Provider::OpenAi(openai::OpenAi::new(cfg, connect_timeout)?)
+            }
+            ProviderKind::Mock => Provider::Mock(mock::Mock::new(cfg)),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Provider::OpenAi(p) => p.name(),
+            Provider::Mock(p) => p.name(),
+        }
+    }
+
+    /// Whether streamed answers end with a usage chunk; if not, gardefou counts the tokens.
+    pub fn reports_stream_usage(&self) -> bool {
+        match self {
+            Provider::OpenAi(p) => p.reports_stream_usage(),
+            Provider::Mock(_) => true,
+        }
+    }
+
+    pub async fn chat(
+        &self,
+        model: &ModelConfig,
+        req: &ChatRequest,
+        opts: &CallOptions,
+    ) -> Result<ChatResponse> {
+        match self {
+            Provider::OpenAi(p) => p.chat(model, req, opts).await,
+            Provider::Mock(p) => p.chat(model, req).await,
+        }
+    }
+
+    /// Starts a streamed answer; resolves once the upstream accepted the request.
+    pub async fn chat_stream(
+        &self,
+        model: &ModelConfig,
+        req: &ChatRequest,
+        opts: &CallOptions,
+    ) -> Result<ChunkStream> {
+        match self {
+            Provider::OpenAi(p) => p.chat_stream(model, req, opts).await,
+            Provider::Mock(p) => p.chat_stream(model, req).await,
+        }
+    }
+
+    pub async fn embed(
+        &self,
+        model: &ModelConfig,
+        req: &EmbeddingsRequest,
+        opts: &CallOptions,
+    ) -> Result<EmbeddingsResponse> {
+        match self {
+            Provider::OpenAi(p) => p.embed(model, req, opts).await,
+            Provider::Mock(p) => p.embed(model, req).await,
+        }
+    }
+}

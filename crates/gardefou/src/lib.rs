@@ -1,0 +1,11 @@
+//! gardefou: an LLM Ops gateway in one binary. One OpenAI-compatible endpoint in front of every
+//! configured model, with routing, retries, fallbacks and circuit breakers, config as code with
+//! live reload, every inference recorded, and Prometheus metrics.
+
+pub mod cli;
+pub mod pipeline;
+pub mod runtime;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+pub mod tokens;

@@ -1,0 +1,174 @@
+//! The path of one request, in order. Each step lives in its own file; this one only says the
+//! order:
+//!
+//! 1. resolve the route on the runtime snapshot the request started with (404 if unknown),
+//! 2. check the request (400 on what no model can answer),
+//! 3. call the route's targets with retries, fallbacks and circuit breakers (`call`),
+//! 4. for streams, commit once the first chunk arrived and relay the rest (`stream`),
+//! 5. record the inference and its metrics off the hot path (`record`).
+
+pub mod call;
+pub mod health;
+pub mod record;
+pub mod select;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gardefou_core::chat::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Usage};
+use gardefou_core::Error;
+use gardefou_providers::{CallOptions, ChunkStream};
+use tokio::time::Instant;
+
+use self::call::{call_route, Needs};
+use self::record::{Inflight, Outcome};
+use crate::runtime::{Route, Runtime, TargetRt};
+use crate::tokens;
+
+/// A streamed answer whose first chunk has arrived: from here on the client gets a 200.
+pub struct StartedStream {
+    pub first: gardefou_core::chat::ChatChunk,
+    pub rest: ChunkStream,
+    pub target: TargetRt,
+}
+
+fn route<'a>(rt: &'a Runtime, name: &str) -> Result<&'a Arc<Route>, Error> {
+    rt.routes.get(name).ok_or_else(|| Error::NotFound {
+        message: format!("The model `{name}` does not exist or you do not have access to it."),
+        param: Some("model".to_owned()),
+    })
+}
+
+fn check(req: &ChatRequest) -> Result<Needs, Error> {
+    if req.messages.is_empty() {
+        return Err(Error::invalid_param("`messages` must contain at least one message", "messages"));
+    }
+    if req.n == Some(0) {
+        return Err(Error::invalid_param("`n` must be at least 1", "n"));
+    }
+    if let Some(t) = req.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(Error::invalid_param("`temperature` must be between 0 and 2", "temperature"));
+        }
+    }
+    let vision = req.messages.iter().any(|m| {
+        matches!(&m.content, Some(gardefou_core::chat::Content::Parts(p)) if p.iter().any(|p| p.kind == "image_url"))
+    });
+    Ok(Needs {
+        embeddings: false,
+        tools: req.tools.as_ref().is_some_and(|t| !t.is_empty()),
+        vision,
+        json: req.wants_json(),
+    })
+}
+
+fn options(route: &Route, remaining: Duration) -> CallOptions {
+    CallOptions { first_byte_timeout: Some(route.config.timeouts.first_byte.min(remaining)), headers: Vec::new() }
+}
+
+/// A non-streamed chat completion.
+pub async fn chat(rt: &Runtime, req: &ChatRequest, inflight: &mut Inflight) -> Result<(ChatResponse, Outcome), Error> {
+    let route = route(rt, &req.model)?;
+    inflight.set_route(&route.config.name);
+    let needs = check(req)?;
+    let deadline = Instant::now() + route.config.timeouts.total;
+    let metrics = inflight_metrics(inflight);
+    let (resp, target) = call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
+        let opts = options(route, left);
+        let first_byte = route.config.timeouts.first_byte.min(left);
+        async move {
+            match tokio::time::timeout(first_byte, p.chat(&t.model, req, &opts)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout { provider: t.model.provider.clone(), phase: "first byte" }),
+            }
+        }
+    })
+    .await?;
+    inflight.set_model(&target.model);
+    let (usage, estimated) = match resp.usage {
+        Some(u) => (u, false),
+        None => (estimate_usage(&target.model.upstream, req, &resp), true),
+    };
+    let finish_reason = resp.choices.first().and_then(|c| c.finish_reason);
+    Ok((resp, Outcome { usage: Some(usage), tokens_estimated: estimated, finish_reason }))
+}
+
+/// Starts a streamed chat completion: returns once a target produced its first chunk, so that a
+/// stream failing before its first byte falls back like any other failure.
+pub async fn chat_stream(rt: &Runtime, req: &ChatRequest, inflight: &mut Inflight) -> Result<StartedStream, Error> {
+    let route = route(rt, &req.model)?;
+    inflight.set_route(&route.config.name);
+    let needs = check(req)?;
+    let deadline = Instant::now() + route.config.timeouts.total;
+    let metrics = inflight_metrics(inflight);
+    let ((first, rest), target) =
+        call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
+            let opts = options(route, left);
+            let first_byte = route.config.timeouts.first_byte.min(left);
+            async move {
+                let started = async {
+                    let mut s = p.chat_stream(&t.model, req, &opts).await?;
+                    match s.next().await {
+                        Some(Ok(first)) => Ok((first, s)),
+                        Some(Err(e)) => Err(e),
+                        None => Err(Error::BadResponse {
+                            provider: t.model.provider.clone(),
+                            message: "the stream ended before its first chunk".to_owned(),
+                        }),
+                    }
+                };
+                match tokio::time::timeout(first_byte, started).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Timeout { provider: t.model.provider.clone(), phase: "first byte" }),
+                }
+            }
+        })
+        .await?;
+    inflight.set_model(&target.model);
+    inflight.mark_first_token();
+    Ok(StartedStream { first, rest, target: target.clone() })
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    rt: &Runtime,
+    req: &EmbeddingsRequest,
+    inflight: &mut Inflight,
+) -> Result<(EmbeddingsResponse, Outcome), Error> {
+    let route = route(rt, &req.model)?;
+    inflight.set_route(&route.config.name);
+    if req.input.is_empty() {
+        return Err(Error::invalid_param("`input` must not be empty", "input"));
+    }
+    let deadline = Instant::now() + route.config.timeouts.total;
+    let metrics = inflight_metrics(inflight);
+    let needs = Needs { embeddings: true, ..Needs::default() };
+    let (resp, target) = call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
+        let opts = options(route, left);
+        async move { p.embed(&t.model, req, &opts).await }
+    })
+    .await?;
+    inflight.set_model(&target.model);
+    let usage = Usage { input: resp.usage.prompt_tokens, ..Usage::default() };
+    Ok((resp, Outcome { usage: Some(usage), tokens_estimated: false, finish_reason: None }))
+}
+
+fn inflight_metrics(inflight: &Inflight) -> crate::telemetry::Metrics {
+    // A cheap Arc clone, so that the attempt log can be borrowed mutably beside it.
+    inflight.metrics().clone()
+}
+
+fn estimate_usage(model: &str, req: &ChatRequest, resp: &ChatResponse) -> Usage {
+    let mut output = 0;
+    for c in &resp.choices {
+        if let Some(text) = &c.message.content {
+            output += tokens::count_text(model, text);
+        }
+        for call in c.message.tool_calls.iter().flatten() {
+            output += tokens::count_text(model, &call.function.name) + tokens::count_text(model, &call.function.arguments);
+        }
+    }
+    Usage { input: tokens::count_prompt(model, req), output, ..Usage::default() }
+}

@@ -1,0 +1,236 @@
+//! The record of one inference while it is in flight. It is finished exactly once — on success,
+//! on error, or, if the client went away first, on drop (status 499) — and then handed to the
+//! recorder's queue and the metrics. Nothing here waits.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use gardefou_core::chat::{FinishReason, Usage};
+use gardefou_core::config::ModelConfig;
+use gardefou_core::cost::cost_usd;
+use gardefou_core::Error;
+use gardefou_store::{Attempt, InferenceRecord};
+
+use crate::state::AppState;
+use crate::telemetry::metrics::{status_class, ErrorLabels, ModelLabels, RequestLabels, TokenLabels};
+
+/// Status recorded when the client disconnected before the answer was complete.
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// Who is calling, as far as gardefou knows it.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub key_id: Option<String>,
+    pub team: Option<String>,
+    pub product: Option<String>,
+    pub end_user: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Mutable access to the caller's tags of an in-flight record.
+pub struct CallerMut<'a>(Option<&'a mut InferenceRecord>);
+
+impl CallerMut<'_> {
+    pub fn tags(&mut self) -> Option<&mut BTreeMap<String, String>> {
+        self.0.as_mut().map(|r| &mut r.tags)
+    }
+}
+
+pub struct Inflight {
+    app: AppState,
+    started: Instant,
+    rec: Option<InferenceRecord>,
+    pub attempts: Vec<Attempt>,
+    model: Option<std::sync::Arc<ModelConfig>>,
+    ttft: Option<f64>,
+}
+
+/// How an answer ended, for the record.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub usage: Option<Usage>,
+    pub tokens_estimated: bool,
+    pub finish_reason: Option<FinishReason>,
+}
+
+impl Inflight {
+    pub fn new(app: &AppState, id: String, request_id: String, endpoint: &str, stream: bool, caller: Caller) -> Self {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Inflight {
+            app: app.clone(),
+            started: Instant::now(),
+            rec: Some(InferenceRecord {
+                id,
+                created_at_ms: now_ms,
+                request_id,
+                endpoint: endpoint.to_owned(),
+                route: None,
+                model: None,
+                provider: None,
+                key_id: caller.key_id,
+                team: caller.team,
+                product: caller.product,
+                end_user: caller.end_user,
+                status: 0,
+                error_kind: None,
+                error_message: None,
+                stream,
+                input_tokens: None,
+                cached_input_tokens: None,
+                output_tokens: None,
+                reasoning_tokens: None,
+                tokens_estimated: false,
+                cost_usd: None,
+                latency_ms: 0.0,
+                ttft_ms: None,
+                finish_reason: None,
+                attempts: Vec::new(),
+                tags: caller.tags,
+            }),
+            attempts: Vec::new(),
+            model: None,
+            ttft: None,
+        }
+    }
+
+    pub fn metrics(&self) -> &crate::telemetry::Metrics {
+        self.app.metrics()
+    }
+
+    pub fn id(&self) -> &str {
+        self.rec.as_ref().map_or("", |r| r.id.as_str())
+    }
+
+    /// The caller, to add tags from the request body.
+    pub fn caller_mut(&mut self) -> CallerMut<'_> {
+        CallerMut(self.rec.as_mut())
+    }
+
+    /// The model that answered, once known.
+    pub fn model_name(&self) -> String {
+        self.model.as_ref().map(|m| m.name.clone()).unwrap_or_default()
+    }
+
+    pub fn set_route(&mut self, route: &str) {
+        if let Some(r) = &mut self.rec {
+            r.route = Some(route.to_owned());
+        }
+    }
+
+    pub fn set_end_user(&mut self, user: Option<&str>) {
+        if let (Some(r), Some(u)) = (&mut self.rec, user) {
+            if r.end_user.is_none() {
+                r.end_user = Some(u.to_owned());
+            }
+        }
+    }
+
+    pub fn set_model(&mut self, model: &std::sync::Arc<ModelConfig>) {
+        self.model = Some(model.clone());
+    }
+
+    pub fn mark_first_token(&mut self) {
+        if self.ttft.is_none() {
+            self.ttft = Some(self.started.elapsed().as_secs_f64());
+        }
+    }
+
+    pub fn finish_ok(mut self, outcome: Outcome) {
+        self.finish(200, None, outcome);
+    }
+
+    pub fn finish_err(mut self, err: &Error, outcome: Outcome) {
+        self.finish(err.status(), Some(err), outcome);
+    }
+
+    fn finish(&mut self, status: u16, err: Option<&Error>, outcome: Outcome) {
+        let Some(mut rec) = self.rec.take() else { return };
+        let latency = self.started.elapsed().as_secs_f64();
+        rec.status = status;
+        rec.latency_ms = latency * 1000.0;
+        rec.ttft_ms = self.ttft.map(|t| t * 1000.0);
+        rec.attempts = std::mem::take(&mut self.attempts);
+        rec.finish_reason = outcome.finish_reason.map(|f| f.as_str().to_owned());
+        rec.tokens_estimated = outcome.tokens_estimated;
+        if let Some(e) = err {
+            rec.error_kind = Some(e.kind().to_owned());
+            rec.error_message = Some(e.to_string());
+        }
+        // The model that answered, else the last one tried.
+        let model = self.model.take();
+        if let Some(m) = &model {
+            rec.model = Some(m.name.clone());
+            rec.provider = Some(m.provider.clone());
+        } else if let Some(last) = rec.attempts.iter().rev().find(|a| a.status.is_some()) {
+            rec.model = Some(last.model.clone());
+            rec.provider = Some(last.provider.clone());
+        }
+        let m = self.app.metrics();
+        let route = rec.route.clone().unwrap_or_default();
+        let labels = ModelLabels {
+            route: route.clone(),
+            model: rec.model.clone().unwrap_or_default(),
+            provider: rec.provider.clone().unwrap_or_default(),
+        };
+        if let Some(u) = outcome.usage {
+            rec.input_tokens = Some(u.input as i64);
+            rec.cached_input_tokens = Some(u.cached_input as i64);
+            rec.output_tokens = Some(u.output as i64);
+            rec.reasoning_tokens = Some(u.reasoning as i64);
+            rec.cost_usd = cost_usd(model.as_ref().and_then(|m| m.price.as_ref()), &u);
+            for (kind, n) in [("input", u.input), ("cached_input", u.cached_input), ("output", u.output), ("reasoning", u.reasoning)] {
+                if n > 0 {
+                    m.tokens()
+                        .get_or_create(&TokenLabels {
+                            route: labels.route.clone(),
+                            model: labels.model.clone(),
+                            provider: labels.provider.clone(),
+                            kind,
+                        })
+                        .inc_by(n);
+                }
+            }
+            match rec.cost_usd {
+                Some(c) => {
+                    m.cost().get_or_create(&labels).inc_by(c);
+                }
+                None => {
+                    m.unknown_price().get_or_create(&labels).inc();
+                }
+            }
+        }
+        m.requests()
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                model: labels.model.clone(),
+                provider: labels.provider.clone(),
+                status_class: status_class(status),
+                stream: if rec.stream { "true" } else { "false" },
+            })
+            .inc();
+        if let Some(e) = err {
+            m.errors().get_or_create(&ErrorLabels { route, kind: e.kind() }).inc();
+        } else if status == CLIENT_CLOSED {
+            m.errors().get_or_create(&ErrorLabels { route, kind: "client_closed" }).inc();
+        }
+        m.latency().get_or_create(&labels).observe(latency);
+        if let Some(t) = self.ttft {
+            m.ttft().get_or_create(&labels).observe(t);
+        }
+        self.app.recorder().record(rec);
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        if self.rec.is_some() {
+            if let Some(r) = &mut self.rec {
+                r.error_kind = Some("client_closed".to_owned());
+                r.error_message = Some("the client disconnected before the answer was complete".to_owned());
+            }
+            self.finish(CLIENT_CLOSED, None, Outcome::default());
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Relaying a started stream to the client as Server-Sent Events in OpenAI's format. The usage
+//! chunk reaches only clients that asked for it (`stream_options.include_usage`); when the
+//! upstream sent none, it is counted. An upstream error after the first byte ends the stream with
+//! an `error` event and no `[DONE]`: never a silent truncation. If the client goes away, dropping
+//! this stream cancels the upstream call and records the inference as client-closed.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use gardefou_core::chat::{ChatChunk, ChatRequest, FinishReason, Usage};
+use gardefou_core::Error;
+
+use super::record::{Inflight, Outcome};
+use super::StartedStream;
+use crate::tokens;
+
+struct State {
+    first: Option<ChatChunk>,
+    rest: gardefou_providers::ChunkStream,
+    inflight: Option<Inflight>,
+    include_usage: bool,
+    usage: Option<Usage>,
+    finish: Option<FinishReason>,
+    /// Output text, kept only to count tokens when the upstream reports no usage.
+    text: String,
+    model: String,
+    id: String,
+    created: u64,
+    prompt_tokens: Option<u64>,
+    done: bool,
+}
+
+/// The SSE body for a started stream. `req` is needed only to count prompt tokens when the
+/// upstream does not report usage.
+pub fn sse_body(started: StartedStream, req: &ChatRequest, inflight: Inflight) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    let reports_usage = started.target.provider.as_ref().is_some_and(|p| p.reports_stream_usage());
+    let state = State {
+        first: Some(started.first),
+        rest: started.rest,
+        inflight: Some(inflight),
+        include_usage: req.include_usage(),
+        usage: None,
+        finish: None,
+        text: String::new(),
+        model: started.target.model.upstream.clone(),
+        id: String::new(),
+        created: 0,
+        prompt_tokens: (!reports_usage).then(|| tokens::count_prompt(&started.target.model.upstream, req)),
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let next = match st.first.take() {
+            Some(c) => Some(Ok(c)),
+            None => st.rest.next().await,
+        };
+        let bytes = match next {
+            Some(Ok(chunk)) => st.on_chunk(chunk),
+            Some(Err(e)) => st.on_error(&e),
+            None => st.on_end(),
+        };
+        Some((Ok(bytes), st))
+    })
+}
+
+fn event(buf: &mut BytesMut, json: &impl serde::Serialize) {
+    buf.put_slice(b"data: ");
+    let mut w = buf.writer();
+    if serde_json::to_writer(&mut w, json).is_err() {
+        w.get_mut().put_slice(b"{}");
+    }
+    w.into_inner().put_slice(b"\n\n");
+}
+
+impl State {
+    fn on_chunk(&mut self, mut chunk: ChatChunk) -> Bytes {
+        let mut buf = BytesMut::with_capacity(256);
+        if let Some(u) = chunk.usage.take() {
+            self.usage = Some(u);
+            if self.include_usage {
+                chunk.usage = Some(u);
+            }
+        }
+        if self.id.is_empty() {
+            self.id.clone_from(&chunk.id);
+            self.created = chunk.created;
+        }
+        for c in &chunk.choices {
+            if c.finish_reason.is_some() && c.index == 0 {
+                self.finish = c.finish_reason;
+            }
+            if self.prompt_tokens.is_some() {
+                if let Some(t) = &c.delta.content {
+                    self.text.push_str(t);
+                }
+                for call in c.delta.tool_calls.iter().flatten() {
+                    if let Some(f) = &call.function {
+                        self.text.push_str(f.name.as_deref().unwrap_or(""));
+                        self.text.push_str(f.arguments.as_deref().unwrap_or(""));
+                    }
+                }
+            }
+        }
+        // A usage-only chunk reaches the client only if it asked for usage.
+        if !chunk.choices.is_empty() || self.include_usage {
+            event(&mut buf, &chunk);
+        }
+        buf.freeze()
+    }
+
+    fn on_error(&mut self, e: &Error) -> Bytes {
+        self.done = true;
+        let mut buf = BytesMut::with_capacity(256);
+        event(&mut buf, &e.to_openai_json());
+        if let Some(inflight) = self.inflight.take() {
+            let outcome = Outcome { usage: self.final_usage().0, tokens_estimated: self.final_usage().1, finish_reason: self.finish };
+            inflight.finish_err(e, outcome);
+        }
+        buf.freeze()
+    }
+
+    fn on_end(&mut self) -> Bytes {
+        self.done = true;
+        let mut buf = BytesMut::with_capacity(256);
+        let (usage, estimated) = self.final_usage();
+        if self.include_usage && self.usage.is_none() {
+            if let Some(u) = usage {
+                let chunk = ChatChunk {
+                    id: self.id.clone(),
+                    object: "chat.completion.chunk".to_owned(),
+                    created: self.created,
+                    model: self.model.clone(),
+                    choices: Vec::new(),
+                    usage: Some(u),
+                    system_fingerprint: None,
+                    service_tier: None,
+                };
+                event(&mut buf, &chunk);
+            }
+        }
+        buf.put_slice(b"data: [DONE]\n\n");
+        if let Some(inflight) = self.inflight.take() {
+            inflight.finish_ok(Outcome { usage, tokens_estimated: estimated, finish_reason: self.finish });
+        }
+        buf.freeze()
+    }
+
+    fn final_usage(&self) -> (Option<Usage>, bool) {
+        match (self.usage, self.prompt_tokens) {
+            (Some(u), _) => (Some(u), false),
+            (None, Some(input)) => {
+                (Some(Usage { input, output: tokens::count_text(&self.model, &self.text), ..Usage::default() }), true)
+            }
+            (None, None) => (None, false),
+        }
+    }
+}

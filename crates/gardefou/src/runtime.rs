@@ -1,0 +1,126 @@
+//! The live runtime built from one config: providers ready to call, routes resolved to their
+//! targets and health. A new config builds a whole new `Runtime`; only if that succeeds is it
+//! swapped in. Requests hold the `Arc<Runtime>` they started with until they end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gardefou_core::config::{Config, ModelConfig, ProviderKind, RouteConfig};
+use gardefou_providers::Provider;
+
+use crate::pipeline::health::Health;
+
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub routes: HashMap<String, Arc<Route>>,
+    /// Providers that could not be enabled, with the reason (e.g. an unset API key).
+    pub disabled: BTreeMap<String, String>,
+}
+
+pub struct Route {
+    pub config: RouteConfig,
+    /// The weighted targets, then the fallbacks, each once.
+    pub targets: Vec<TargetRt>,
+    pub fallbacks: Vec<TargetRt>,
+    pub total_weight: u32,
+    pub embeddings: bool,
+}
+
+#[derive(Clone)]
+pub struct TargetRt {
+    pub model: Arc<ModelConfig>,
+    /// `None` when the provider is disabled.
+    pub provider: Option<Arc<Provider>>,
+    pub weight: u32,
+    pub health: Arc<Health>,
+}
+
+/// Target health survives config reloads when the route and model keep their names and policy.
+#[derive(Default)]
+pub struct HealthRegistry {
+    map: Mutex<HashMap<(String, String), Arc<Health>>>,
+}
+
+impl HealthRegistry {
+    fn get(&self, route: &RouteConfig, model: &str) -> Arc<Health> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (route.name.clone(), model.to_owned());
+        match map.get(&key) {
+            Some(h) if h.policy() == route.breaker => h.clone(),
+            _ => {
+                let h = Arc::new(Health::new(route.breaker));
+                map.insert(key, h.clone());
+                h
+            }
+        }
+    }
+}
+
+impl Runtime {
+    pub fn build(config: Config, health: &HealthRegistry) -> Runtime {
+        let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
+        let mut disabled = BTreeMap::new();
+        for (name, p) in &config.providers {
+            let connect = config
+                .routes
+                .values()
+                .filter(|r| {
+                    r.targets.iter().map(|t| &t.model).chain(&r.fallbacks).any(|m| {
+                        config.models.get(m).is_some_and(|m| &m.provider == name)
+                    })
+                })
+                .map(|r| r.timeouts.connect)
+                .min()
+                .unwrap_or(Duration::from_secs(5));
+            match Provider::build(p, connect) {
+                Ok(built) => {
+                    providers.insert(name.clone(), Arc::new(built));
+                }
+                Err(reason) => {
+                    tracing::warn!(provider = %name, kind = p.kind.as_str(), %reason, "provider disabled");
+                    disabled.insert(name.clone(), reason);
+                }
+            }
+        }
+        let models: HashMap<&str, Arc<ModelConfig>> =
+            config.models.iter().map(|(n, m)| (n.as_str(), Arc::new(m.clone()))).collect();
+        let target = |route: &RouteConfig, model: &str, weight: u32| -> Option<TargetRt> {
+            let m = models.get(model)?.clone();
+            Some(TargetRt {
+                provider: providers.get(&m.provider).cloned(),
+                health: health.get(route, model),
+                model: m,
+                weight,
+            })
+        };
+        let mut routes = HashMap::new();
+        for (name, r) in &config.routes {
+            let targets: Vec<TargetRt> =
+                r.targets.iter().filter_map(|t| target(r, &t.model, t.weight)).collect();
+            let fallbacks: Vec<TargetRt> = r
+                .fallbacks
+                .iter()
+                .filter(|f| !r.targets.iter().any(|t| &t.model == *f))
+                .filter_map(|f| target(r, f, 0))
+                .collect();
+            let embeddings = targets.iter().chain(&fallbacks).any(|t| t.model.capabilities.embeddings);
+            routes.insert(
+                name.clone(),
+                Arc::new(Route {
+                    total_weight: targets.iter().map(|t| t.weight).sum(),
+                    config: r.clone(),
+                    targets,
+                    fallbacks,
+                    embeddings,
+                }),
+            );
+        }
+        Runtime { config: Arc::new(config), routes, disabled }
+    }
+
+    /// Providers that answer without any key or network.
+    pub fn has_mock(&self) -> bool {
+        self.config.providers.values().any(|p| p.kind == ProviderKind::Mock)
+    }
+}

@@ -1,0 +1,132 @@
+//! Extractors: what a handler needs, declared in its signature. The body is read against the
+//! live body limit (413), within a read deadline (408), and parsed as JSON with a precise 400.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use gardefou_core::Error;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::pipeline::record::Caller;
+use crate::state::AppState;
+
+/// How long a client may take to send its body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A JSON body parsed into `T`, with OpenAI-shaped errors.
+pub struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.runtime().config.server.max_body_bytes;
+        let body: Body = req.into_body();
+        let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+            Err(_) => return Err(Error::RequestTimeout.into()),
+            Ok(Err(e)) => {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                return Err(if too_large {
+                    Error::PayloadTooLarge { limit }
+                } else {
+                    Error::invalid(format!("could not read the request body: {e}"))
+                }
+                .into());
+            }
+            Ok(Ok(b)) => b,
+        };
+        if let Err(e) = std::str::from_utf8(&bytes) {
+            return Err(Error::invalid(format!("the request body is not valid UTF-8 ({e})")).into());
+        }
+        match serde_json::from_slice::<T>(&bytes) {
+            Ok(v) => Ok(AppJson(v)),
+            Err(e) => {
+                let param = missing_field(&e.to_string());
+                let message = if bytes.is_empty() {
+                    "the request body is empty; send a JSON object".to_owned()
+                } else {
+                    format!("invalid request body: {e}")
+                };
+                Err(Error::InvalidRequest { message, param }.into())
+            }
+        }
+    }
+}
+
+fn missing_field(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// The request id: the client's `x-request-id` (set by the request-id middleware when absent).
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let id = parts.headers.get(super::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        Ok(RequestId(id.to_owned()))
+    }
+}
+
+const MAX_TAGS: usize = 16;
+const MAX_TAG_LEN: usize = 128;
+
+/// The caller's attribution. Until virtual keys exist it comes from headers:
+/// `x-gardefou-team`, `x-gardefou-product`, `x-gardefou-user`, `x-gardefou-tags: k=v,k2=v2`.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let h = |name: &str| -> Result<Option<String>, ApiError> {
+            match parts.headers.get(name) {
+                None => Ok(None),
+                Some(v) => {
+                    let s = v.to_str().map_err(|_| Error::invalid(format!("header {name} is not ASCII")))?;
+                    let s = s.trim();
+                    if s.len() > MAX_TAG_LEN {
+                        return Err(Error::invalid(format!("header {name} is longer than {MAX_TAG_LEN}")).into());
+                    }
+                    Ok((!s.is_empty()).then(|| s.to_owned()))
+                }
+            }
+        };
+        let mut tags = BTreeMap::new();
+        if let Some(raw) = h("x-gardefou-tags")? {
+            for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| Error::invalid(format!("tag `{pair}` is not key=value")))?;
+                insert_tag(&mut tags, k.trim(), v.trim())?;
+            }
+        }
+        Ok(Caller {
+            key_id: None,
+            team: h("x-gardefou-team")?,
+            product: h("x-gardefou-product")?,
+            end_user: h("x-gardefou-user")?,
+            tags,
+        })
+    }
+}
+
+/// Adds one validated tag: bounded count and length, keys of `[A-Za-z0-9_.-]`.
+pub fn insert_tag(tags: &mut BTreeMap<String, String>, k: &str, v: &str) -> Result<(), ApiError> {
+    if k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+        return Err(Error::invalid_param(format!("tag key `{k}` must be 1-64 characters of [A-Za-z0-9_.-]"), "metadata").into());
+    }
+    if v.len() > 512 {
+        return Err(Error::invalid_param(format!("tag `{k}` is longer than 512 characters"), "metadata").into());
+    }
+    if tags.len() >= MAX_TAGS && !tags.contains_key(k) {
+        return Err(Error::invalid_param(format!("at most {MAX_TAGS} tags per request"), "metadata").into());
+    }
+    tags.insert(k.to_owned(), v.to_owned());
+    Ok(())
+}

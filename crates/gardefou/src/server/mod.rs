@@ -1,0 +1,87 @@
+//! The HTTP server: which path goes to which handler, and the few HTTP-generic layers. This file
+//! holds only that list; handlers live in `handlers`, `admin`.
+//!
+//! Every request passes, in order: (1) request id — the client's `x-request-id` or a new one,
+//! echoed on the response; (2) panic catcher — a bug becomes a 500 in OpenAI's shape, never a
+//! dropped connection; (3) the handler.
+
+mod admin;
+mod error;
+mod extract;
+mod handlers;
+
+use std::future::{Future, IntoFuture};
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+
+use crate::state::AppState;
+
+pub const REQUEST_ID: &str = "x-request-id";
+pub const INFERENCE_ID: &str = "x-gardefou-inference-id";
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(handlers::chat_completions))
+        .route("/chat/completions", post(handlers::chat_completions))
+        .route("/v1/embeddings", post(handlers::embeddings))
+        .route("/embeddings", post(handlers::embeddings))
+        .route("/v1/models", get(handlers::list_models))
+        .route("/v1/models/{id}", get(handlers::get_model))
+        .route("/health", get(handlers::health))
+        .route("/ready", get(handlers::ready))
+        .route("/metrics", get(handlers::metrics))
+        .route("/admin/reload", post(admin::reload))
+        .route("/admin/config", get(admin::config))
+        .fallback(handlers::not_found)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(admin::panic_response))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = match req.headers().get(REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
+        _ => {
+            let id = uuid::Uuid::now_v7().to_string();
+            let v = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
+            req.headers_mut().insert(REQUEST_ID, v.clone());
+            v
+        }
+    };
+    let mut resp = next.run(req).await.into_response();
+    resp.headers_mut().insert(REQUEST_ID, id);
+    resp
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then lets in-flight requests finish
+/// (bounded by the config's shutdown grace).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.runtime().config.server.shutdown_grace;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stop_rx2 = stop_rx.clone();
+    tokio::select! {
+        r = server.into_future() => r,
+        _ = async move {
+            let _ = stop_rx2.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "in-flight requests did not finish within the shutdown grace; closing");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The application state every handler gets: the live runtime (swapped atomically on reload),
+//! the recorder, the metrics, the store and the owner of every spawned task.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gardefou_core::config::{Config, ConfigError};
+use gardefou_store::{Recorder, Store};
+use tokio_util::task::TaskTracker;
+
+use crate::runtime::{HealthRegistry, Runtime};
+use crate::telemetry::Metrics;
+
+/// Where the live config comes from, for reloads.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// The example config compiled into the binary.
+    Bundled,
+}
+
+pub const BUNDLED_CONFIG: &str = include_str!("../../../examples/gardefou.toml");
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::File(p) => Config::load(p),
+            ConfigSource::Bundled => Config::parse(BUNDLED_CONFIG, "examples/gardefou.toml (bundled)"),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Bundled => "the bundled example config".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: ArcSwap<Runtime>,
+    health: HealthRegistry,
+    recorder: Recorder,
+    metrics: Metrics,
+    store: Store,
+    source: ConfigSource,
+    tracker: TaskTracker,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    pub fn new(config: Config, source: ConfigSource, store: Store, tracker: TaskTracker) -> AppState {
+        let recorder = Recorder::spawn(store.clone(), &config.store, &tracker);
+        let health = HealthRegistry::default();
+        let runtime = Runtime::build(config, &health);
+        AppState {
+            inner: Arc::new(Inner {
+                runtime: ArcSwap::from_pointee(runtime),
+                health,
+                recorder,
+                metrics: Metrics::new(),
+                store,
+                source,
+                tracker,
+                reload_lock: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The live runtime; hold it for the whole request.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.inner.runtime.load_full()
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.inner.recorder
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.inner.tracker
+    }
+
+    /// Re-reads the config source, builds a new runtime and swaps it in. An invalid config is
+    /// rejected and the live one stays; in-flight requests finish on the runtime they started with.
+    pub async fn reload(&self) -> Result<Arc<Runtime>, ConfigError> {
+        let _guard = self.inner.reload_lock.lock().await;
+        let source = self.inner.source.clone();
+        let loaded = tokio::task::spawn_blocking(move || source.load()).await.unwrap_or_else(|e| {
+            Err(ConfigError {
+                file: self.inner.source.describe(),
+                line: 0,
+                column: 0,
+                path: String::new(),
+                message: format!("config loading failed: {e}"),
+                hint: None,
+            })
+        });
+        match loaded {
+            Ok(config) => {
+                let old = self.runtime();
+                if config.server.listen != old.config.server.listen
+                    || config.store.database_url != old.config.store.database_url
+                {
+                    tracing::warn!("server.listen and store.* changes take effect at the next restart");
+                }
+                let rt = Arc::new(Runtime::build(config, &self.inner.health));
+                self.inner.runtime.store(rt.clone());
+                self.inner.metrics.reload(true);
+                tracing::info!(source = %self.inner.source.describe(), routes = rt.routes.len(), "config applied");
+                Ok(rt)
+            }
+            Err(e) => {
+                self.inner.metrics.reload(false);
+                tracing::error!(error = %e, "config rejected; the previous config stays live");
+                Err(e)
+            }
+        }
+    }
+}

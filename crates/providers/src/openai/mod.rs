@@ -1,0 +1,249 @@
+//! The OpenAI adapter: OpenAI itself, every OpenAI-compatible server (their differences are
+//! `Quirks`), and Azure OpenAI (its URLs and `api-key` header). Calls, not conversions: the
+//! canonical types already are OpenAI's wire shape.
+
+mod stream;
+mod wire;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gardefou_core::chat::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
+use gardefou_core::config::{ModelConfig, ProviderConfig, ProviderKind, Quirks};
+use gardefou_core::{Error, Result};
+use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+
+use crate::{http, CallOptions, ChunkStream};
+
+const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// The most of an error body read for its message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// One configured OpenAI-shaped upstream.
+pub struct OpenAi {
+    name: String,
+    client: reqwest::Client,
+    urls: Urls,
+    /// Auth and configured headers, values marked sensitive.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    quirks: Quirks,
+}
+
+/// Where requests go, computed once.
+enum Urls {
+    /// The same URLs for every model (OpenAI, compatible servers, Azure's `v1` API).
+    Fixed { chat: String, embeddings: String },
+    /// Azure deployments: `{prefix}{deployment}{/chat/completions|/embeddings}{query}`.
+    Deployment { prefix: String, query: String },
+}
+
+impl Urls {
+    fn chat(&self, model: &ModelConfig) -> String {
+        match self {
+            Urls::Fixed { chat, .. } => chat.clone(),
+            Urls::Deployment { prefix, query } => {
+                format!("{prefix}{}/chat/completions{query}", model.upstream)
+            }
+        }
+    }
+
+    fn embeddings(&self, model: &ModelConfig) -> String {
+        match self {
+            Urls::Fixed { embeddings, .. } => embeddings.clone(),
+            Urls::Deployment { prefix, query } => format!("{prefix}{}/embeddings{query}", model.upstream),
+        }
+    }
+}
+
+impl OpenAi {
+    /// Builds the adapter. `Err` (naming the secret reference, never a value) when a configured
+    /// secret cannot be read, or when OpenAI or Azure has no credential at all.
+    pub fn new(cfg: &ProviderConfig, connect_timeout: Duration) -> Result<OpenAi, String> {
+        let base = match (&cfg.base_url, cfg.kind) {
+            (Some(url), _) => url.trim_end_matches('/').to_owned(),
+            (None, ProviderKind::OpenAi) => DEFAULT_BASE_URL.to_owned(),
+            (None, kind) => return Err(format!("a `{}` provider needs a base_url", kind.as_str())),
+        };
+        let urls = match cfg.kind {
+            ProviderKind::Azure => match cfg.api_version.as_deref() {
+                None => return Err("an `azure` provider needs an api_version".to_owned()),
+                Some("v1") => Urls::Fixed {
+                    chat: format!("{base}/openai/v1/chat/completions"),
+                    embeddings: format!("{base}/openai/v1/embeddings"),
+                },
+                Some(version) => Urls::Deployment {
+                    prefix: format!("{base}/openai/deployments/"),
+                    query: format!("?api-version={version}"),
+                },
+            },
+            _ => Urls::Fixed {
+                chat: format!("{base}/chat/completions"),
+                embeddings: format!("{base}/embeddings"),
+            },
+        };
+
+        let mut headers = Vec::with_capacity(cfg.headers.len() + 1);
+        for (name, secret) in &cfg.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` is not a valid header name"))?;
+            let value = secret.resolve()?;
+            headers.push((name.clone(), sensitive(value.expose(), &format!("header {name} ({secret})"))?));
+        }
+        let has_header = |n: &HeaderName| headers.iter().any(|(h, _)| h == n);
+        match (&cfg.api_key, cfg.kind) {
+            (Some(key_ref), kind) => {
+                let key = key_ref.resolve()?;
+                let what = format!("api_key ({key_ref})");
+                let auth = match kind {
+                    ProviderKind::Azure => {
+                        (HeaderName::from_static("api-key"), sensitive(key.expose(), &what)?)
+                    }
+                    _ => (AUTHORIZATION, sensitive(&format!("Bearer {}", key.expose()), &what)?),
+                };
+                if !has_header(&auth.0) {
+                    headers.insert(0, auth);
+                }
+            }
+            (None, ProviderKind::OpenAi) if !has_header(&AUTHORIZATION) => {
+                return Err("an `openai` provider needs an api_key".to_owned())
+            }
+            (None, ProviderKind::Azure)
+                if !has_header(&HeaderName::from_static("api-key")) && !has_header(&AUTHORIZATION) =>
+            {
+                return Err("an `azure` provider needs an api_key".to_owned())
+            }
+            (None, _) => {}
+        }
+
+        Ok(OpenAi {
+            name: cfg.name.clone(),
+            client: http::client(connect_timeout)?,
+            urls,
+            headers,
+            quirks: cfg.quirks.clone(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether streamed answers end with a usage chunk (`stream_options.include_usage` is
+    /// honoured); if not, the gateway counts the tokens itself.
+    pub fn reports_stream_usage(&self) -> bool {
+        self.quirks.stream_usage
+    }
+
+    pub async fn chat(
+        &self,
+        model: &ModelConfig,
+        req: &ChatRequest,
+        opts: &CallOptions,
+    ) -> Result<ChatResponse> {
+        let body = wire::ChatBody { req, model: &model.upstream, stream: false, quirks: &self.quirks };
+        let body = body.to_vec().map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
+        let resp = self.send(self.urls.chat(model), body, opts, false).await?;
+        let bytes = resp.bytes().await.map_err(|e| http::send_error(&self.name, e))?;
+        self.parse_answer(&bytes)
+    }
+
+    /// Resolves once the upstream answered with a success status; the stream yields its chunks.
+    pub async fn chat_stream(
+        &self,
+        model: &ModelConfig,
+        req: &ChatRequest,
+        opts: &CallOptions,
+    ) -> Result<ChunkStream> {
+        let body = wire::ChatBody { req, model: &model.upstream, stream: true, quirks: &self.quirks };
+        let body = body.to_vec().map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
+        let resp = self.send(self.urls.chat(model), body, opts, true).await?;
+        Ok(stream::chunks(&self.name, resp.bytes_stream()))
+    }
+
+    pub async fn embed(
+        &self,
+        model: &ModelConfig,
+        req: &EmbeddingsRequest,
+        opts: &CallOptions,
+    ) -> Result<EmbeddingsResponse> {
+        let body = wire::EmbeddingsBody { req, model: &model.upstream };
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
+        let resp = self.send(self.urls.embeddings(model), body, opts, false).await?;
+        let bytes = resp.bytes().await.map_err(|e| http::send_error(&self.name, e))?;
+        self.parse_answer(&bytes)
+    }
+
+    /// POSTs `body` and waits (at most `opts.first_byte_timeout`) for a success status. Any other
+    /// status is read for its message and mapped.
+    async fn send(
+        &self,
+        url: String,
+        body: Vec<u8>,
+        opts: &CallOptions,
+        sse: bool,
+    ) -> Result<reqwest::Response> {
+        let mut rb =
+            self.client.post(url).header(CONTENT_TYPE, HeaderValue::from_static("application/json")).header(
+                ACCEPT,
+                HeaderValue::from_static(if sse { "text/event-stream" } else { "application/json" }),
+            );
+        for (name, value) in &self.headers {
+            rb = rb.header(name.clone(), value.clone());
+        }
+        for (name, value) in &opts.headers {
+            match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                (Ok(n), Ok(v)) => rb = rb.header(n, v),
+                _ => tracing::debug!(provider = %self.name, "skipped an invalid per-call header"),
+            }
+        }
+        let sent = rb.body(body).send();
+        let resp = match opts.first_byte_timeout {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(r) => r,
+                Err(_) => return Err(Error::Timeout { provider: self.name.clone(), phase: "first byte" }),
+            },
+            None => sent.await,
+        }
+        .map_err(|e| http::send_error(&self.name, e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = read_limited(resp, ERROR_BODY_LIMIT).await;
+        Err(http::error_from_status(&self.name, status, &headers, &body))
+    }
+
+    /// Parses a success body; an `{"error":…}` object in its place is mapped like a stream error.
+    fn parse_answer<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| match wire::error_payload(bytes) {
+            Some(err) => stream::stream_error(&self.name, &err),
+            None => Error::BadResponse {
+                provider: self.name.clone(),
+                message: format!("invalid JSON answer: {e}"),
+            },
+        })
+    }
+}
+
+fn sensitive(value: &str, what: &str) -> Result<HeaderValue, String> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| format!("{what} is not a valid header value"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// At most `limit` bytes of a body; a read error ends it where it stands.
+async fn read_limited(resp: reqwest::Response, limit: usize) -> Bytes {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(Ok(piece)) = body.next().await {
+        let room = limit - out.len();
+        out.extend_from_slice(&piece[..piece.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Bytes::from(out)
+}
