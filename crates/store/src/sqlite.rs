@@ -4,7 +4,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::record::{InferenceRecord, LogFilter};
@@ -50,7 +52,11 @@ impl Store {
             options = options.journal_mode(SqliteJournalMode::Wal);
         }
         let pool_options = if in_memory {
-            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
         } else {
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
         };
@@ -72,6 +78,10 @@ impl Store {
 
     /// Inserts `records` in one transaction: all or none. A record whose id is already stored
     /// is skipped rather than failing the whole batch.
+    ///
+    /// One multi-row `INSERT` per 1,260 records (the bind limit over 26 columns): for 10k records it took
+    /// ~130–250 ms against ~240–420 ms for a prepared single-row statement run in a loop
+    /// (`batch_insert_speed` in tests/store.rs).
     pub async fn insert_batch(&self, records: &[InferenceRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
@@ -115,49 +125,6 @@ impl Store {
         Ok(())
     }
 
-    #[doc(hidden)]
-    pub async fn insert_batch_prepared(&self, records: &[InferenceRecord]) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO inferences ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
-            vec!["?"; COLUMN_COUNT].join(", ")
-        );
-        let mut tx = self.pool.begin().await?;
-        for r in records {
-            let (attempts, tags) = encode_json(r)?;
-            sqlx::query(&sql)
-                .bind(&r.id)
-                .bind(r.created_at_ms)
-                .bind(&r.request_id)
-                .bind(&r.endpoint)
-                .bind(&r.route)
-                .bind(&r.model)
-                .bind(&r.provider)
-                .bind(&r.key_id)
-                .bind(&r.team)
-                .bind(&r.product)
-                .bind(&r.end_user)
-                .bind(i64::from(r.status))
-                .bind(&r.error_kind)
-                .bind(&r.error_message)
-                .bind(r.stream)
-                .bind(r.input_tokens)
-                .bind(r.cached_input_tokens)
-                .bind(r.output_tokens)
-                .bind(r.reasoning_tokens)
-                .bind(r.tokens_estimated)
-                .bind(r.cost_usd)
-                .bind(r.latency_ms)
-                .bind(r.ttft_ms)
-                .bind(&r.finish_reason)
-                .bind(attempts)
-                .bind(tags)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The records matching `filter`, newest first, at most `filter.effective_limit()` of them.
     pub async fn list_inferences(&self, filter: &LogFilter) -> Result<Vec<InferenceRecord>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM inferences WHERE 1 = 1"));
@@ -178,7 +145,8 @@ impl Store {
         if filter.errors_only {
             qb.push(" AND (status >= 400 OR error_kind IS NOT NULL)");
         }
-        qb.push(" ORDER BY created_at_ms DESC, id DESC LIMIT ").push_bind(i64::from(filter.effective_limit()));
+        qb.push(" ORDER BY created_at_ms DESC, id DESC LIMIT ")
+            .push_bind(i64::from(filter.effective_limit()));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(decode).collect()
     }
@@ -200,9 +168,10 @@ fn is_memory_url(url: &str) -> bool {
 
 /// The `attempts` and `tags` columns as JSON text.
 fn encode_json(r: &InferenceRecord) -> Result<(String, String), StoreError> {
-    let attempts =
-        serde_json::to_string(&r.attempts).map_err(|source| StoreError::Json { column: "attempts", source })?;
-    let tags = serde_json::to_string(&r.tags).map_err(|source| StoreError::Json { column: "tags", source })?;
+    let attempts = serde_json::to_string(&r.attempts)
+        .map_err(|source| StoreError::Json { column: "attempts", source })?;
+    let tags =
+        serde_json::to_string(&r.tags).map_err(|source| StoreError::Json { column: "tags", source })?;
     Ok((attempts, tags))
 }
 

@@ -1,5 +1,8 @@
 //! Integration tests of gardefou-store: each test opens its own fresh SQLite file.
 
+// Helpers outside `#[test]` fns are not covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -198,7 +201,10 @@ async fn list_filters_by_route_team_since_errors_and_limit_newest_first() {
     );
     assert_eq!(list(LogFilter { model: Some("m0".into()), ..LogFilter::default() }).await.len(), 4);
     assert_eq!(list(LogFilter { product: Some("other".into()), ..LogFilter::default() }).await.len(), 0);
-    assert_eq!(list(LogFilter { since_ms: Some(1_070), ..LogFilter::default() }).await, ["req-9", "req-8", "req-7"]);
+    assert_eq!(
+        list(LogFilter { since_ms: Some(1_070), ..LogFilter::default() }).await,
+        ["req-9", "req-8", "req-7"]
+    );
     assert_eq!(list(LogFilter { errors_only: true, ..LogFilter::default() }).await, ["req-8", "req-3"]);
     assert_eq!(list(LogFilter { limit: 2, ..LogFilter::default() }).await, ["req-9", "req-8"]);
 }
@@ -292,7 +298,8 @@ async fn wait_policy_delivers_when_room_appears_in_time() {
     let db = TempDb::new("wait");
     let store = db.store().await;
     let tracker = TaskTracker::new();
-    let recorder = Recorder::spawn(store.clone(), &config(1, 10, OnFull::Wait(Duration::from_secs(30))), &tracker);
+    let recorder =
+        Recorder::spawn(store.clone(), &config(1, 10, OnFull::Wait(Duration::from_secs(30))), &tracker);
     for i in 0..300 {
         recorder.record(minimal(i, i as i64));
     }
@@ -306,7 +313,8 @@ async fn wait_policy_bounds_the_number_of_waiting_records() {
     let db = TempDb::new("wait-bound");
     let store = db.store().await;
     let tracker = TaskTracker::new();
-    let recorder = Recorder::spawn(store.clone(), &config(1, 100, OnFull::Wait(Duration::from_secs(30))), &tracker);
+    let recorder =
+        Recorder::spawn(store.clone(), &config(1, 100, OnFull::Wait(Duration::from_secs(30))), &tracker);
     let recorded = 1 + MAX_WAITING as u64 + 50;
     // One queued, MAX_WAITING waiting for room, the rest dropped at once.
     for i in 0..recorded {
@@ -324,7 +332,8 @@ async fn shutdown_is_idempotent_and_later_records_are_dropped() {
     let db = TempDb::new("shutdown");
     let store = db.store().await;
     let tracker = TaskTracker::new();
-    let recorder = Recorder::spawn(store.clone(), &config(64, 10, OnFull::Wait(Duration::from_secs(1))), &tracker);
+    let recorder =
+        Recorder::spawn(store.clone(), &config(64, 10, OnFull::Wait(Duration::from_secs(1))), &tracker);
     for i in 0..20 {
         recorder.record(minimal(i, i as i64));
     }
@@ -357,36 +366,21 @@ async fn failed_batch_is_retried_once_then_counted_as_dropped() {
     assert_eq!((recorder.written(), recorder.dropped(), recorder.write_errors()), (0, 5, 1));
 }
 
-/// Compares the two ways of writing a batch. Run with
-/// `cargo test -p gardefou-store --release -- --ignored --nocapture batch_insert_speed`.
+/// Times `insert_batch` on 10k full records. Measured against a prepared single-row statement
+/// run in a loop in one transaction (12 rounds, this crate at opt-level 3, busy 2-core machine):
+/// multi-row 133–251 ms, prepared loop 238–421 ms; the multi-row insert was kept. Run with
+/// `cargo test -p gardefou-store -- --ignored --nocapture batch_insert_speed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn batch_insert_speed() {
-    let records: Vec<_> = (0..10_000).map(full_with_id).collect();
-    for round in 0..12 {
-        let db = TempDb::new("speed-a");
+    let records: Vec<_> =
+        (0..10_000).map(|i| InferenceRecord { created_at_ms: i as i64, ..full(i) }).collect();
+    for round in 0..3 {
+        let db = TempDb::new("speed");
         let store = db.store().await;
         let start = Instant::now();
-        if round % 2 == 0 {
-            store.insert_batch(&records).await.unwrap();
-        } else {
-            store.insert_batch_prepared(&records).await.unwrap();
-        }
-        let a = start.elapsed();
-        let db2 = TempDb::new("speed-b");
-        let store2 = db2.store().await;
-        let start = Instant::now();
-        if round % 2 == 1 {
-            store2.insert_batch(&records).await.unwrap();
-        } else {
-            store2.insert_batch_prepared(&records).await.unwrap();
-        }
-        let b = start.elapsed();
-        let (multi, prepared) = if round % 2 == 0 { (a, b) } else { (b, a) };
-        println!("round {round}: multi-row {multi:?}, prepared loop {prepared:?}");
+        store.insert_batch(&records).await.unwrap();
+        println!("round {round}: 10k records in {:?}", start.elapsed());
+        assert_eq!(count(&store).await, 10_000);
     }
-}
-
-fn full_with_id(i: u64) -> InferenceRecord {
-    InferenceRecord { created_at_ms: i as i64, ..full(i) }
 }

@@ -5,6 +5,7 @@
 mod stream;
 mod wire;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,19 +40,21 @@ enum Urls {
 }
 
 impl Urls {
-    fn chat(&self, model: &ModelConfig) -> String {
+    fn chat(&self, model: &ModelConfig) -> Cow<'_, str> {
         match self {
-            Urls::Fixed { chat, .. } => chat.clone(),
+            Urls::Fixed { chat, .. } => Cow::Borrowed(chat),
             Urls::Deployment { prefix, query } => {
-                format!("{prefix}{}/chat/completions{query}", model.upstream)
+                Cow::Owned(format!("{prefix}{}/chat/completions{query}", model.upstream))
             }
         }
     }
 
-    fn embeddings(&self, model: &ModelConfig) -> String {
+    fn embeddings(&self, model: &ModelConfig) -> Cow<'_, str> {
         match self {
-            Urls::Fixed { embeddings, .. } => embeddings.clone(),
-            Urls::Deployment { prefix, query } => format!("{prefix}{}/embeddings{query}", model.upstream),
+            Urls::Fixed { embeddings, .. } => Cow::Borrowed(embeddings),
+            Urls::Deployment { prefix, query } => {
+                Cow::Owned(format!("{prefix}{}/embeddings{query}", model.upstream))
+            }
         }
     }
 }
@@ -143,7 +146,7 @@ impl OpenAi {
     ) -> Result<ChatResponse> {
         let body = wire::ChatBody { req, model: &model.upstream, stream: false, quirks: &self.quirks };
         let body = body.to_vec().map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
-        let resp = self.send(self.urls.chat(model), body, opts, false).await?;
+        let resp = self.send(&self.urls.chat(model), body, opts, false).await?;
         let bytes = resp.bytes().await.map_err(|e| http::send_error(&self.name, e))?;
         self.parse_answer(&bytes)
     }
@@ -157,7 +160,7 @@ impl OpenAi {
     ) -> Result<ChunkStream> {
         let body = wire::ChatBody { req, model: &model.upstream, stream: true, quirks: &self.quirks };
         let body = body.to_vec().map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
-        let resp = self.send(self.urls.chat(model), body, opts, true).await?;
+        let resp = self.send(&self.urls.chat(model), body, opts, true).await?;
         Ok(stream::chunks(&self.name, resp.bytes_stream()))
     }
 
@@ -170,7 +173,7 @@ impl OpenAi {
         let body = wire::EmbeddingsBody { req, model: &model.upstream };
         let body = serde_json::to_vec(&body)
             .map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
-        let resp = self.send(self.urls.embeddings(model), body, opts, false).await?;
+        let resp = self.send(&self.urls.embeddings(model), body, opts, false).await?;
         let bytes = resp.bytes().await.map_err(|e| http::send_error(&self.name, e))?;
         self.parse_answer(&bytes)
     }
@@ -179,7 +182,7 @@ impl OpenAi {
     /// status is read for its message and mapped.
     async fn send(
         &self,
-        url: String,
+        url: &str,
         body: Vec<u8>,
         opts: &CallOptions,
         sse: bool,

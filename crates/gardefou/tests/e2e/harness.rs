@@ -1,0 +1,181 @@
+//! A gateway on 127.0.0.1:0 with its own config file and SQLite store in a fresh temp dir, and
+//! small fake upstreams speaking OpenAI's wire format.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gardefou::state::{AppState, ConfigSource};
+use gardefou_core::config::Config;
+use gardefou_store::{InferenceRecord, LogFilter, Store};
+use tokio_util::task::TaskTracker;
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+pub struct Gateway {
+    pub base: String,
+    pub state: AppState,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    tracker: TaskTracker,
+}
+
+pub fn temp_dir() -> PathBuf {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("gardefou-e2e-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Gateway {
+    /// Starts a gateway on `config` (TOML without a `[store]` section: one is added).
+    pub async fn start(config: &str) -> Gateway {
+        let dir = temp_dir();
+        let db = dir.join("gardefou.db");
+        let text = format!("{config}\n[store]\ndatabase_url = \"sqlite://{}\"\nflush_interval = \"20ms\"\n", db.display());
+        let config_path = dir.join("gardefou.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let cfg = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::connect(&cfg.store.database_url).await.unwrap();
+        let tracker = TaskTracker::new();
+        let state = AppState::new(cfg, ConfigSource::File(config_path.clone()), store, tracker.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let server = tokio::spawn(async move {
+            gardefou::server::serve(listener, st, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Gateway {
+            base: format!("http://{addr}"),
+            state,
+            dir,
+            config_path,
+            stop: Some(tx),
+            server: Some(server),
+            tracker,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        reqwest::Client::new().post(self.url(path)).json(&body).send().await.unwrap()
+    }
+
+    pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/v1/chat/completions", body).await
+    }
+
+    /// Waits until the recorder has written `n` records (bounded wait), then reads them.
+    pub async fn records(&self, n: u64) -> Vec<InferenceRecord> {
+        for _ in 0..200 {
+            if self.state.recorder().written() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let filter = LogFilter { limit: 1000, ..LogFilter::default() };
+        self.state.store().list_inferences(&filter).await.unwrap()
+    }
+
+    /// Graceful stop: server drained, recorder flushed.
+    pub async fn stop(mut self) -> AppState {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.unwrap();
+        }
+        self.state.recorder().shutdown().await;
+        self.tracker.close();
+        self.tracker.wait().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.state.clone()
+    }
+}
+
+/// What a fake upstream saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+/// A fake OpenAI-compatible upstream answering every request with `reply(body)`.
+pub struct Upstream {
+    pub base: String,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+pub type Reply = Arc<dyn Fn(&serde_json::Value) -> (u16, Vec<(&'static str, String)>, String) + Send + Sync>;
+
+impl Upstream {
+    pub async fn start(reply: Reply) -> Upstream {
+        use axum::extract::State;
+        use axum::response::IntoResponse;
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let st = (seen.clone(), reply);
+        let app = axum::Router::new()
+            .fallback(
+                |State((seen, reply)): State<(Arc<Mutex<Vec<Seen>>>, Reply)>,
+                 uri: axum::http::Uri,
+                 headers: axum::http::HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    seen.lock().unwrap().push(Seen { path: uri.to_string(), headers, body: json.clone() });
+                    let (status, hdrs, text) = reply(&json);
+                    let mut resp = (axum::http::StatusCode::from_u16(status).unwrap(), text).into_response();
+                    for (k, v) in hdrs {
+                        resp.headers_mut().insert(k, v.parse().unwrap());
+                    }
+                    resp
+                },
+            )
+            .with_state(st);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Upstream { base: format!("http://{addr}/v1"), seen }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+pub fn json_reply(status: u16, body: serde_json::Value) -> Reply {
+    let text = body.to_string();
+    Arc::new(move |_| (status, vec![("content-type", "application/json".to_owned())], text.clone()))
+}
+
+pub fn sse_reply(events: &[&str]) -> Reply {
+    let text: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    Arc::new(move |_| (200, vec![("content-type", "text/event-stream".to_owned())], text.clone()))
+}
+
+/// Reads an SSE body into its `data:` payloads.
+pub fn sse_events(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+pub const MOCK: &str = r#"
+[providers.demo]
+kind = "mock"
+"#;
