@@ -105,12 +105,13 @@ pub enum Stop {
     Many(Vec<String>),
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
     Developer,
     User,
+    #[default]
     Assistant,
     Tool,
     Function,
@@ -329,12 +330,6 @@ pub struct AssistantMessage {
     pub reasoning_content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<Value>,
-}
-
-impl Default for Role {
-    fn default() -> Self {
-        Role::Assistant
-    }
 }
 
 fn assistant_role() -> Role {
