@@ -122,7 +122,9 @@ echo "pinning: upstream cpu $UPSTREAM_CPUS, gardefou cpu $GW_CPUS, load generato
 
 # Enough file descriptors for STREAMS open connections on each side.
 want_fds=$(( STREAMS * 2 + 1024 ))
-if (( $(ulimit -n) < want_fds )); then ulimit -n "$(( want_fds < $(ulimit -Hn) ? want_fds : $(ulimit -Hn) ))" || true; fi
+hard_fds="$(ulimit -Hn)"
+[[ "$hard_fds" == unlimited ]] && hard_fds=$want_fds
+if (( $(ulimit -n) < want_fds )); then ulimit -n "$(( want_fds < hard_fds ? want_fds : hard_fds ))" || true; fi
 
 # ---------------------------------------------------------------- start the upstream and gardefou
 bash "$SB/upstream.sh" start
@@ -265,6 +267,9 @@ asyncio.run(main())
 PY
 fi
 
+# ---------------------------------------------------------------- stop; the last log line counts records
 echo
-echo "gardefou: $(tail -n 1 "$WORK/gardefou.err" | sed 's/\x1b\[[0-9;]*m//g')"
+kill -TERM "$GW_PID"
+for _ in $(seq 300); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+echo "gardefou: $(grep -a 'stopped' "$WORK/gardefou.err" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g')"
 echo "results: bench/results/$(basename "$PREFIX")*"

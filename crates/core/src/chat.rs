@@ -85,10 +85,7 @@ impl ChatRequest {
     }
 
     pub fn wants_json(&self) -> bool {
-        matches!(
-            self.response_format,
-            Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
-        )
+        matches!(self.response_format, Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. }))
     }
 }
 
@@ -148,11 +145,9 @@ impl Message {
     pub fn text_content(&self) -> String {
         match &self.content {
             Some(Content::Text(t)) => t.clone(),
-            Some(Content::Parts(parts)) => parts
-                .iter()
-                .filter_map(|p| p.text.as_deref())
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Some(Content::Parts(parts)) => {
+                parts.iter().filter_map(|p| p.text.as_deref()).collect::<Vec<_>>().join("\n")
+            }
             None => String::new(),
         }
     }
@@ -455,10 +450,7 @@ impl From<WireUsage> for Usage {
             cached_input: details.cached_tokens.unwrap_or(0),
             cache_write: details.cache_creation_tokens.unwrap_or(0),
             output: w.completion_tokens,
-            reasoning: w
-                .completion_tokens_details
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
+            reasoning: w.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
         }
     }
 }
@@ -473,9 +465,7 @@ impl From<Usage> for WireUsage {
                 cached_tokens: Some(u.cached_input),
                 cache_creation_tokens: (u.cache_write > 0).then_some(u.cache_write),
             }),
-            completion_tokens_details: Some(CompletionDetails {
-                reasoning_tokens: Some(u.reasoning),
-            }),
+            completion_tokens_details: Some(CompletionDetails { reasoning_tokens: Some(u.reasoning) }),
         }
     }
 }

@@ -13,7 +13,11 @@ use tokio_util::task::TaskTracker;
 use crate::state::{AppState, ConfigSource};
 
 #[derive(Parser, Debug)]
-#[command(name = "gardefou", version, about = "An LLM Ops gateway: one OpenAI-compatible endpoint in front of every model")]
+#[command(
+    name = "gardefou",
+    version,
+    about = "An LLM Ops gateway: one OpenAI-compatible endpoint in front of every model"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -161,7 +165,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     state.recorder().shutdown().await;
     tracker.close();
     tracker.wait().await;
-    tracing::info!(written = state.recorder().written(), dropped = state.recorder().dropped(), "gardefou stopped");
+    tracing::info!(
+        written = state.recorder().written(),
+        dropped = state.recorder().dropped(),
+        "gardefou stopped"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -190,7 +198,9 @@ async fn shutdown_signal() {
 async fn reload_on_sighup(state: AppState, stop: tokio_util::sync::CancellationToken) {
     #[cfg(unix)]
     {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,

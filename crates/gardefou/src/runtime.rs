@@ -66,9 +66,11 @@ impl Runtime {
                 .routes
                 .values()
                 .filter(|r| {
-                    r.targets.iter().map(|t| &t.model).chain(&r.fallbacks).any(|m| {
-                        config.models.get(m).is_some_and(|m| &m.provider == name)
-                    })
+                    r.targets
+                        .iter()
+                        .map(|t| &t.model)
+                        .chain(&r.fallbacks)
+                        .any(|m| config.models.get(m).is_some_and(|m| &m.provider == name))
                 })
                 .map(|r| r.timeouts.connect)
                 .min()

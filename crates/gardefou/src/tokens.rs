@@ -13,7 +13,8 @@ const REPLY_PRIMING: u64 = 3;
 
 fn encoding_for(model: &str) -> &'static CoreBPE {
     let m = model.to_ascii_lowercase();
-    if m.starts_with("gpt-4-") || m == "gpt-4" || m.starts_with("gpt-3.5") || m.starts_with("text-embedding") {
+    if m.starts_with("gpt-4-") || m == "gpt-4" || m.starts_with("gpt-3.5") || m.starts_with("text-embedding")
+    {
         tiktoken_rs::cl100k_base_singleton()
     } else {
         tiktoken_rs::o200k_base_singleton()
@@ -37,7 +38,9 @@ pub fn count_prompt(model: &str, req: &ChatRequest) -> u64 {
     for m in &req.messages {
         match &m.content {
             Some(Content::Text(t)) => count(t),
-            Some(Content::Parts(parts)) => parts.iter().filter_map(|p| p.text.as_deref()).for_each(&mut count),
+            Some(Content::Parts(parts)) => {
+                parts.iter().filter_map(|p| p.text.as_deref()).for_each(&mut count)
+            }
             None => {}
         }
         if let Some(name) = &m.name {
@@ -83,7 +86,10 @@ mod tests {
     fn prompt_count_adds_the_chat_format_overhead() {
         let req = ChatRequest {
             model: "x".into(),
-            messages: vec![Message::text(Role::System, "hello world"), Message::text(Role::User, "hello world")],
+            messages: vec![
+                Message::text(Role::System, "hello world"),
+                Message::text(Role::User, "hello world"),
+            ],
             ..ChatRequest::default()
         };
         assert_eq!(count_prompt("gpt-4o", &req), 2 + 2 + 2 * PER_MESSAGE + REPLY_PRIMING);

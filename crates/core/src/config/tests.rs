@@ -91,7 +91,9 @@ fn dangling_references_name_the_path_and_what_exists() {
 #[test]
 fn bad_values_are_errors() {
     let base = "[providers.demo]\nkind = \"mock\"\n[models.m]\nprovider = \"demo\"\n";
-    let e = error_of(&format!("{base}[routes.r]\ntargets = [{{ model = \"m\" }}]\ntimeouts = {{ total = \"soon\" }}\n"));
+    let e = error_of(&format!(
+        "{base}[routes.r]\ntargets = [{{ model = \"m\" }}]\ntimeouts = {{ total = \"soon\" }}\n"
+    ));
     assert_eq!(e.path, "routes.r.timeouts.total");
     assert!(e.message.contains("not a duration"));
     let e = error_of(&format!("{base}[routes.r]\ntargets = [{{ model = \"m\", weight = -1 }}]\n"));
@@ -101,7 +103,8 @@ fn bad_values_are_errors() {
     assert!(!e.to_string().contains("sk-live-abc"), "a literal key is never echoed back");
     let e = error_of("[providers.v]\nkind = \"openai_compatible\"\n");
     assert!(e.message.contains("needs a base_url"));
-    let e = error_of("[providers.v]\nkind = \"openai_compatible\"\nbase_url = \"http://x\"\nvendor = \"acme\"\n");
+    let e =
+        error_of("[providers.v]\nkind = \"openai_compatible\"\nbase_url = \"http://x\"\nvendor = \"acme\"\n");
     assert!(e.hint.unwrap().contains("vllm"));
     let e = error_of("[providers.v]\nkind = \"bedrock\"\n");
     assert_eq!(e.path, "providers.v.kind");

@@ -38,14 +38,7 @@ impl Cx<'_> {
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        ConfigError {
-            file: self.file.to_owned(),
-            line,
-            column,
-            path: path.to_owned(),
-            message,
-            hint,
-        }
+        ConfigError { file: self.file.to_owned(), line, column, path: path.to_owned(), message, hint }
     }
 
     fn err<T>(&self, span: Range<usize>, path: &str, message: impl Into<String>) -> R<T> {
@@ -135,7 +128,9 @@ impl Cx<'_> {
                         u.span(),
                         "store.database_url",
                         format!("unsupported database URL `{url}`"),
-                        Some("use sqlite://FILE (e.g. \"sqlite://gardefou.db\") or sqlite::memory:".to_owned()),
+                        Some(
+                            "use sqlite://FILE (e.g. \"sqlite://gardefou.db\") or sqlite::memory:".to_owned(),
+                        ),
                     ));
                 }
                 url.clone()
@@ -186,7 +181,11 @@ impl Cx<'_> {
         if let Some(url) = &p.base_url {
             let u = url.get_ref();
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return self.err(url.span(), &format!("{path}.base_url"), format!("`{u}` is not an http(s) URL"));
+                return self.err(
+                    url.span(),
+                    &format!("{path}.base_url"),
+                    format!("`{u}` is not an http(s) URL"),
+                );
             }
         }
         let base_url = p.base_url.as_ref().map(|u| u.get_ref().trim_end_matches('/').to_owned());
@@ -302,7 +301,11 @@ impl Cx<'_> {
                 let check = |v: &Spanned<f64>, field: &str| -> R<f64> {
                     let x = *v.get_ref();
                     if !(x.is_finite() && x >= 0.0) {
-                        return self.err(v.span(), &format!("{path}.price.{field}"), "a price must be a number ≥ 0");
+                        return self.err(
+                            v.span(),
+                            &format!("{path}.price.{field}"),
+                            "a price must be a number ≥ 0",
+                        );
                     }
                     Ok(x)
                 };
@@ -322,13 +325,17 @@ impl Cx<'_> {
             }
         };
         let context_window = match &m.context_window {
-            Some(_) => Some(self.count(&m.context_window, &format!("{path}.context_window"), 1, 100_000_000, 0)? as u32),
+            Some(_) => {
+                Some(self.count(&m.context_window, &format!("{path}.context_window"), 1, 100_000_000, 0)?
+                    as u32)
+            }
             None => None,
         };
         let capabilities = match &m.capabilities {
             None => Capabilities::all_chat(),
             Some(list) => {
-                let mut c = Capabilities { chat: false, embeddings: false, tools: false, vision: false, json: false };
+                let mut c =
+                    Capabilities { chat: false, embeddings: false, tools: false, vision: false, json: false };
                 for cap in list {
                     match cap.get_ref().as_str() {
                         "chat" => c.chat = true,
@@ -352,7 +359,11 @@ impl Cx<'_> {
         let mock = match &m.mock {
             Some(raw) if provider.kind != ProviderKind::Mock => {
                 let _ = raw;
-                return self.err(name.span(), &format!("{path}.mock"), "`mock` settings need a provider of kind `mock`");
+                return self.err(
+                    name.span(),
+                    &format!("{path}.mock"),
+                    "`mock` settings need a provider of kind `mock`",
+                );
             }
             Some(raw) => self.mock(raw, &path)?,
             None => MockSettings::default(),
@@ -386,26 +397,49 @@ impl Cx<'_> {
             text: m.text.clone(),
             status: self.count(&m.status, &format!("{path}.mock.status"), 400, 599, 500)? as u16,
             retry_after: match &m.retry_after {
-                Some(_) => Some(self.duration(&m.retry_after, &format!("{path}.mock.retry_after"), Duration::ZERO)?),
+                Some(_) => Some(self.duration(
+                    &m.retry_after,
+                    &format!("{path}.mock.retry_after"),
+                    Duration::ZERO,
+                )?),
                 None => None,
             },
             fail_times: match &m.fail_times {
-                Some(_) => Some(self.count(&m.fail_times, &format!("{path}.mock.fail_times"), 0, 1_000_000, 0)? as u32),
+                Some(_) => {
+                    Some(self.count(&m.fail_times, &format!("{path}.mock.fail_times"), 0, 1_000_000, 0)?
+                        as u32)
+                }
                 None => None,
             },
             latency: match &m.latency {
-                Some(_) => Some(self.duration(&m.latency, &format!("{path}.mock.latency"), Duration::ZERO)?),
+                Some(_) => {
+                    Some(self.duration(&m.latency, &format!("{path}.mock.latency"), Duration::ZERO)?)
+                }
                 None => None,
             },
-            chunk_delay: self.duration(&m.chunk_delay, &format!("{path}.mock.chunk_delay"), Duration::ZERO)?,
-            break_after: self.count(&m.break_after, &format!("{path}.mock.break_after"), 0, 10_000, 2)? as u32,
+            chunk_delay: self.duration(
+                &m.chunk_delay,
+                &format!("{path}.mock.chunk_delay"),
+                Duration::ZERO,
+            )?,
+            break_after: self.count(&m.break_after, &format!("{path}.mock.break_after"), 0, 10_000, 2)?
+                as u32,
         })
     }
 
-    fn route(&self, name: &Spanned<String>, r: &raw::RawRoute, models: &BTreeMap<String, ModelConfig>) -> R<RouteConfig> {
+    fn route(
+        &self,
+        name: &Spanned<String>,
+        r: &raw::RawRoute,
+        models: &BTreeMap<String, ModelConfig>,
+    ) -> R<RouteConfig> {
         let path = format!("routes.{}", name.get_ref());
         if r.targets.get_ref().is_empty() {
-            return self.err(r.targets.span(), &format!("{path}.targets"), "a route needs at least one target");
+            return self.err(
+                r.targets.span(),
+                &format!("{path}.targets"),
+                "a route needs at least one target",
+            );
         }
         let model_ref = |m: &Spanned<String>, at: &str| -> R<String> {
             if models.contains_key(m.get_ref()) {
@@ -427,7 +461,11 @@ impl Cx<'_> {
             targets.push(Target { model, weight });
         }
         if targets.iter().all(|t| t.weight == 0) {
-            return self.err(r.targets.span(), &format!("{path}.targets"), "at least one target needs a weight above 0");
+            return self.err(
+                r.targets.span(),
+                &format!("{path}.targets"),
+                "at least one target needs a weight above 0",
+            );
         }
         let mut fallbacks = Vec::new();
         for (i, f) in r.fallbacks.iter().enumerate() {
@@ -435,16 +473,40 @@ impl Cx<'_> {
         }
         let retry = RetryPolicy {
             attempts: self.count(&r.retry.attempts, &format!("{path}.retry.attempts"), 1, 10, 2)? as u32,
-            backoff: self.duration(&r.retry.backoff, &format!("{path}.retry.backoff"), Duration::from_millis(100))?,
-            max_backoff: self.duration(&r.retry.max_backoff, &format!("{path}.retry.max_backoff"), Duration::from_secs(5))?,
+            backoff: self.duration(
+                &r.retry.backoff,
+                &format!("{path}.retry.backoff"),
+                Duration::from_millis(100),
+            )?,
+            max_backoff: self.duration(
+                &r.retry.max_backoff,
+                &format!("{path}.retry.max_backoff"),
+                Duration::from_secs(5),
+            )?,
         };
         let timeouts = Timeouts {
-            connect: self.duration(&r.timeouts.connect, &format!("{path}.timeouts.connect"), Duration::from_secs(5))?,
-            first_byte: self.duration(&r.timeouts.first_byte, &format!("{path}.timeouts.first_byte"), Duration::from_secs(60))?,
-            total: self.duration(&r.timeouts.total, &format!("{path}.timeouts.total"), Duration::from_secs(600))?,
+            connect: self.duration(
+                &r.timeouts.connect,
+                &format!("{path}.timeouts.connect"),
+                Duration::from_secs(5),
+            )?,
+            first_byte: self.duration(
+                &r.timeouts.first_byte,
+                &format!("{path}.timeouts.first_byte"),
+                Duration::from_secs(60),
+            )?,
+            total: self.duration(
+                &r.timeouts.total,
+                &format!("{path}.timeouts.total"),
+                Duration::from_secs(600),
+            )?,
         };
         if timeouts.total.is_zero() {
-            return self.err(name.span(), &format!("{path}.timeouts.total"), "the total timeout must be above 0");
+            return self.err(
+                name.span(),
+                &format!("{path}.timeouts.total"),
+                "the total timeout must be above 0",
+            );
         }
         let balance = match r.balance.as_ref().map(|b| (b.get_ref().as_str(), b.span())) {
             None | Some(("weighted", _)) => Balance::Weighted,
@@ -463,14 +525,28 @@ impl Cx<'_> {
             failures: self.count(&b.failures, &format!("{path}.breaker.failures"), 0, 1_000_000, 5)? as u32,
             error_rate: match &b.error_rate {
                 Some(v) if !(0.0..=1.0).contains(v.get_ref()) => {
-                    return self.err(v.span(), &format!("{path}.breaker.error_rate"), "an error rate is between 0 and 1")
+                    return self.err(
+                        v.span(),
+                        &format!("{path}.breaker.error_rate"),
+                        "an error rate is between 0 and 1",
+                    )
                 }
                 Some(v) => *v.get_ref(),
                 None => 0.5,
             },
-            min_requests: self.count(&b.min_requests, &format!("{path}.breaker.min_requests"), 1, 1_000_000, 20)? as u32,
+            min_requests: self.count(
+                &b.min_requests,
+                &format!("{path}.breaker.min_requests"),
+                1,
+                1_000_000,
+                20,
+            )? as u32,
             window: self.duration(&b.window, &format!("{path}.breaker.window"), Duration::from_secs(30))?,
-            cooldown: self.duration(&b.cooldown, &format!("{path}.breaker.cooldown"), Duration::from_secs(15))?,
+            cooldown: self.duration(
+                &b.cooldown,
+                &format!("{path}.breaker.cooldown"),
+                Duration::from_secs(15),
+            )?,
         };
         Ok(RouteConfig {
             name: name.get_ref().clone(),

@@ -87,10 +87,11 @@ where
                 break;
             }
             let started = Instant::now();
-            let result = match tokio::time::timeout(deadline - now, call(target, provider, deadline - now)).await {
-                Ok(r) => r,
-                Err(_) => Err(total_timeout(target)),
-            };
+            let result =
+                match tokio::time::timeout(deadline - now, call(target, provider, deadline - now)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(total_timeout(target)),
+                };
             let elapsed = started.elapsed();
             let outcome = match &result {
                 Ok(_) => "ok",

@@ -31,7 +31,9 @@ struct Inner {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
     Closed,
-    Open { until: Instant },
+    Open {
+        until: Instant,
+    },
     /// One probe is in flight; others are refused until it reports.
     HalfOpen,
 }

@@ -65,27 +65,35 @@ fn check(req: &ChatRequest) -> Result<Needs, Error> {
 }
 
 fn options(route: &Route, remaining: Duration) -> CallOptions {
-    CallOptions { first_byte_timeout: Some(route.config.timeouts.first_byte.min(remaining)), headers: Vec::new() }
+    CallOptions {
+        first_byte_timeout: Some(route.config.timeouts.first_byte.min(remaining)),
+        headers: Vec::new(),
+    }
 }
 
 /// A non-streamed chat completion.
-pub async fn chat(rt: &Runtime, req: &ChatRequest, inflight: &mut Inflight) -> Result<(ChatResponse, Outcome), Error> {
+pub async fn chat(
+    rt: &Runtime,
+    req: &ChatRequest,
+    inflight: &mut Inflight,
+) -> Result<(ChatResponse, Outcome), Error> {
     let route = route(rt, &req.model)?;
     inflight.set_route(&route.config.name);
     let needs = check(req)?;
     let deadline = Instant::now() + route.config.timeouts.total;
     let metrics = inflight_metrics(inflight);
-    let (resp, target) = call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
-        let opts = options(route, left);
-        let first_byte = route.config.timeouts.first_byte.min(left);
-        async move {
-            match tokio::time::timeout(first_byte, p.chat(&t.model, req, &opts)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::Timeout { provider: t.model.provider.clone(), phase: "first byte" }),
+    let (resp, target) =
+        call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
+            let opts = options(route, left);
+            let first_byte = route.config.timeouts.first_byte.min(left);
+            async move {
+                match tokio::time::timeout(first_byte, p.chat(&t.model, req, &opts)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Timeout { provider: t.model.provider.clone(), phase: "first byte" }),
+                }
             }
-        }
-    })
-    .await?;
+        })
+        .await?;
     inflight.set_model(&target.model);
     let (usage, estimated) = match resp.usage {
         Some(u) => (u, false),
@@ -97,7 +105,11 @@ pub async fn chat(rt: &Runtime, req: &ChatRequest, inflight: &mut Inflight) -> R
 
 /// Starts a streamed chat completion: returns once a target produced its first chunk, so that a
 /// stream failing before its first byte falls back like any other failure.
-pub async fn chat_stream(rt: &Runtime, req: &ChatRequest, inflight: &mut Inflight) -> Result<StartedStream, Error> {
+pub async fn chat_stream(
+    rt: &Runtime,
+    req: &ChatRequest,
+    inflight: &mut Inflight,
+) -> Result<StartedStream, Error> {
     let route = route(rt, &req.model)?;
     inflight.set_route(&route.config.name);
     let needs = check(req)?;
@@ -145,11 +157,12 @@ pub async fn embeddings(
     let deadline = Instant::now() + route.config.timeouts.total;
     let metrics = inflight_metrics(inflight);
     let needs = Needs { embeddings: true, ..Needs::default() };
-    let (resp, target) = call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
-        let opts = options(route, left);
-        async move { p.embed(&t.model, req, &opts).await }
-    })
-    .await?;
+    let (resp, target) =
+        call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
+            let opts = options(route, left);
+            async move { p.embed(&t.model, req, &opts).await }
+        })
+        .await?;
     inflight.set_model(&target.model);
     let usage = Usage { input: resp.usage.prompt_tokens, ..Usage::default() };
     Ok((resp, Outcome { usage: Some(usage), tokens_estimated: false, finish_reason: None }))
@@ -167,7 +180,8 @@ fn estimate_usage(model: &str, req: &ChatRequest, resp: &ChatResponse) -> Usage 
             output += tokens::count_text(model, text);
         }
         for call in c.message.tool_calls.iter().flatten() {
-            output += tokens::count_text(model, &call.function.name) + tokens::count_text(model, &call.function.arguments);
+            output += tokens::count_text(model, &call.function.name)
+                + tokens::count_text(model, &call.function.arguments);
         }
     }
     Usage { input: tokens::count_prompt(model, req), output, ..Usage::default() }

@@ -54,7 +54,14 @@ pub struct Outcome {
 }
 
 impl Inflight {
-    pub fn new(app: &AppState, id: String, request_id: String, endpoint: &str, stream: bool, caller: Caller) -> Self {
+    pub fn new(
+        app: &AppState,
+        id: String,
+        request_id: String,
+        endpoint: &str,
+        stream: bool,
+        caller: Caller,
+    ) -> Self {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -180,7 +187,12 @@ impl Inflight {
             rec.output_tokens = Some(u.output as i64);
             rec.reasoning_tokens = Some(u.reasoning as i64);
             rec.cost_usd = cost_usd(model.as_ref().and_then(|m| m.price.as_ref()), &u);
-            for (kind, n) in [("input", u.input), ("cached_input", u.cached_input), ("output", u.output), ("reasoning", u.reasoning)] {
+            for (kind, n) in [
+                ("input", u.input),
+                ("cached_input", u.cached_input),
+                ("output", u.output),
+                ("reasoning", u.reasoning),
+            ] {
                 if n > 0 {
                     m.tokens()
                         .get_or_create(&TokenLabels {

@@ -31,7 +31,11 @@ struct State {
 
 /// The SSE body for a started stream. `req` is needed only to count prompt tokens when the
 /// upstream does not report usage.
-pub fn sse_body(started: StartedStream, req: &ChatRequest, inflight: Inflight) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+pub fn sse_body(
+    started: StartedStream,
+    req: &ChatRequest,
+    inflight: Inflight,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let reports_usage = started.target.provider.as_ref().is_some_and(|p| p.reports_stream_usage());
     let state = State {
         first: Some(started.first),
@@ -114,7 +118,11 @@ impl State {
         let mut buf = BytesMut::with_capacity(256);
         event(&mut buf, &e.to_openai_json());
         if let Some(inflight) = self.inflight.take() {
-            let outcome = Outcome { usage: self.final_usage().0, tokens_estimated: self.final_usage().1, finish_reason: self.finish };
+            let outcome = Outcome {
+                usage: self.final_usage().0,
+                tokens_estimated: self.final_usage().1,
+                finish_reason: self.finish,
+            };
             inflight.finish_err(e, outcome);
         }
         buf.freeze()
@@ -149,9 +157,14 @@ impl State {
     fn final_usage(&self) -> (Option<Usage>, bool) {
         match (self.usage, self.prompt_tokens) {
             (Some(u), _) => (Some(u), false),
-            (None, Some(input)) => {
-                (Some(Usage { input, output: tokens::count_text(&self.model, &self.text), ..Usage::default() }), true)
-            }
+            (None, Some(input)) => (
+                Some(Usage {
+                    input,
+                    output: tokens::count_text(&self.model, &self.text),
+                    ..Usage::default()
+                }),
+                true,
+            ),
             (None, None) => (None, false),
         }
     }

@@ -21,7 +21,9 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| Error::Unauthenticated("admin endpoints need `Authorization: Bearer <admin token>`".to_owned()))?;
+        .ok_or_else(|| {
+            Error::Unauthenticated("admin endpoints need `Authorization: Bearer <admin token>`".to_owned())
+        })?;
     if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
         Ok(())
     } else {

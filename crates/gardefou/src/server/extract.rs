@@ -29,8 +29,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
         let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
             Err(_) => return Err(Error::RequestTimeout.into()),
             Ok(Err(e)) => {
-                let too_large = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                let too_large =
+                    std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
                 return Err(if too_large {
                     Error::PayloadTooLarge { limit }
                 } else {
@@ -91,7 +91,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                     let s = v.to_str().map_err(|_| Error::invalid(format!("header {name} is not ASCII")))?;
                     let s = s.trim();
                     if s.len() > MAX_TAG_LEN {
-                        return Err(Error::invalid(format!("header {name} is longer than {MAX_TAG_LEN}")).into());
+                        return Err(
+                            Error::invalid(format!("header {name} is longer than {MAX_TAG_LEN}")).into()
+                        );
                     }
                     Ok((!s.is_empty()).then(|| s.to_owned()))
                 }
@@ -119,10 +121,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 /// Adds one validated tag: bounded count and length, keys of `[A-Za-z0-9_.-]`.
 pub fn insert_tag(tags: &mut BTreeMap<String, String>, k: &str, v: &str) -> Result<(), ApiError> {
     if k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
-        return Err(Error::invalid_param(format!("tag key `{k}` must be 1-64 characters of [A-Za-z0-9_.-]"), "metadata").into());
+        return Err(Error::invalid_param(
+            format!("tag key `{k}` must be 1-64 characters of [A-Za-z0-9_.-]"),
+            "metadata",
+        )
+        .into());
     }
     if v.len() > 512 {
-        return Err(Error::invalid_param(format!("tag `{k}` is longer than 512 characters"), "metadata").into());
+        return Err(
+            Error::invalid_param(format!("tag `{k}` is longer than 512 characters"), "metadata").into()
+        );
     }
     if tags.len() >= MAX_TAGS && !tags.contains_key(k) {
         return Err(Error::invalid_param(format!("at most {MAX_TAGS} tags per request"), "metadata").into());

@@ -127,7 +127,11 @@ pub async fn embeddings(
         Ok((resp, outcome)) => {
             let model = inflight.model_name();
             inflight.finish_ok(outcome);
-            with_header(with_header(Json(resp).into_response(), INFERENCE_ID, &inference_id), "x-gardefou-model", &model)
+            with_header(
+                with_header(Json(resp).into_response(), INFERENCE_ID, &inference_id),
+                "x-gardefou-model",
+                &model,
+            )
         }
         Err(e) => fail(inflight, e),
     }
@@ -170,7 +174,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let rt = state.runtime();
     match state.store().ping().await {
         Ok(()) => Json(json!({"status": "ready", "routes": rt.routes.len()})).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "reason": format!("store: {e}")})))
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "reason": format!("store: {e}")})),
+        )
             .into_response(),
     }
 }
@@ -178,9 +185,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 /// `GET /metrics`: Prometheus / OpenMetrics text.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics().render(state.recorder());
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        .into_response()
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> Response {
-    ApiError(Error::NotFound { message: format!("no such endpoint: {}", uri.path()), param: None }).into_response()
+    ApiError(Error::NotFound { message: format!("no such endpoint: {}", uri.path()), param: None })
+        .into_response()
 }

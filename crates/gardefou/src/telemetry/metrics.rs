@@ -100,9 +100,7 @@ struct Inner {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([
-        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-    ])
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0])
 }
 
 impl Default for Metrics {
@@ -115,29 +113,51 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(REQUESTS, "Requests answered, by route, model, provider and status class", requests.clone());
+        registry.register(
+            REQUESTS,
+            "Requests answered, by route, model, provider and status class",
+            requests.clone(),
+        );
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(ERRORS, "Requests that ended in an error, by kind", errors.clone());
         let attempts = Family::<AttemptLabels, Counter>::default();
-        registry.register(ATTEMPTS, "Calls to providers (retries and fallbacks included), by outcome", attempts.clone());
-        let latency = Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            ATTEMPTS,
+            "Calls to providers (retries and fallbacks included), by outcome",
+            attempts.clone(),
+        );
+        let latency =
+            Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(LATENCY, "Time from request to last byte", latency.clone());
-        let ttft = Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let ttft =
+            Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(TTFT, "Time from request to the first streamed token", ttft.clone());
         let tokens = Family::<TokenLabels, Counter>::default();
         registry.register(TOKENS, "Tokens by kind (input, cached_input, output, reasoning)", tokens.clone());
         let cost = Family::<ModelLabels, Counter<f64, AtomicU64>>::default();
         registry.register(COST, "Cost in USD from the price table", cost.clone());
         let unknown_price = Family::<ModelLabels, Counter>::default();
-        registry.register(UNKNOWN_PRICE, "Inferences whose cost is unknown (no price configured)", unknown_price.clone());
+        registry.register(
+            UNKNOWN_PRICE,
+            "Inferences whose cost is unknown (no price configured)",
+            unknown_price.clone(),
+        );
         let reloads = Family::<OutcomeLabels, Counter>::default();
         registry.register(CONFIG_RELOADS, "Config reloads by outcome (applied, rejected)", reloads.clone());
         let last_reload_ok = Gauge::default();
-        registry.register(CONFIG_LAST_RELOAD_OK, "1 if the last config reload was applied, 0 if rejected", last_reload_ok.clone());
+        registry.register(
+            CONFIG_LAST_RELOAD_OK,
+            "1 if the last config reload was applied, 0 if rejected",
+            last_reload_ok.clone(),
+        );
         let circuit_open = Family::<TargetLabels, Gauge>::default();
         registry.register(CIRCUIT_OPEN, "1 while a target's circuit breaker is open", circuit_open.clone());
         let records_dropped = Counter::default();
-        registry.register(RECORDS_DROPPED, "Inference records dropped because the write queue was full", records_dropped.clone());
+        registry.register(
+            RECORDS_DROPPED,
+            "Inference records dropped because the write queue was full",
+            records_dropped.clone(),
+        );
         let records_written = Counter::default();
         registry.register(RECORDS_WRITTEN, "Inference records written to the store", records_written.clone());
         let record_queue = Gauge::default();

@@ -51,13 +51,25 @@ async fn chat_completion_has_openai_shape_ids_and_is_recorded_with_cost() {
     assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("hello there"));
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     let usage = &body["usage"];
-    assert_eq!(usage["total_tokens"], usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        usage["total_tokens"],
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+    );
 
     let recs = gw.records(1).await;
-    let r = recs.iter().find(|r| r.id == inference_id).expect("the inference is recorded under the id the client got");
+    let r = recs
+        .iter()
+        .find(|r| r.id == inference_id)
+        .expect("the inference is recorded under the id the client got");
     assert_eq!(r.request_id, "req-123");
-    assert_eq!((r.route.as_deref(), r.model.as_deref(), r.provider.as_deref()), (Some("demo"), Some("polite"), Some("demo")));
-    assert_eq!((r.team.as_deref(), r.product.as_deref(), r.end_user.as_deref()), (Some("search"), Some("faq-bot"), Some("u-42")));
+    assert_eq!(
+        (r.route.as_deref(), r.model.as_deref(), r.provider.as_deref()),
+        (Some("demo"), Some("polite"), Some("demo"))
+    );
+    assert_eq!(
+        (r.team.as_deref(), r.product.as_deref(), r.end_user.as_deref()),
+        (Some("search"), Some("faq-bot"), Some("u-42"))
+    );
     assert_eq!(r.tags.get("feature").map(String::as_str), Some("answers"));
     assert_eq!(r.status, 200);
     assert_eq!(r.input_tokens, usage["prompt_tokens"].as_i64());
@@ -76,7 +88,10 @@ async fn unknown_price_is_recorded_as_null_and_counted() {
     assert_eq!(recs[0].cost_usd, None);
     assert!(recs[0].output_tokens.unwrap() > 0);
     let metrics = reqwest::get(gw.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"gardefou_unknown_price_total{route="free",model="unpriced",provider="demo"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"gardefou_unknown_price_total{route="free",model="unpriced",provider="demo"} 1"#),
+        "{metrics}"
+    );
     gw.stop().await;
 }
 
@@ -90,12 +105,17 @@ async fn stream_sends_usage_only_when_asked_and_ends_with_done() {
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let events = sse_events(&resp.text().await.unwrap());
     assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
     assert!(chunks.len() > 3, "several chunks");
     assert!(chunks.iter().all(|c| c.get("usage").is_none()), "no usage chunk for a client that did not ask");
     let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     let whole: Value = gw.chat(hello("demo")).await.json().await.unwrap();
-    assert_eq!(text, whole["choices"][0]["message"]["content"].as_str().unwrap(), "stream and whole answer agree");
+    assert_eq!(
+        text,
+        whole["choices"][0]["message"]["content"].as_str().unwrap(),
+        "stream and whole answer agree"
+    );
 
     req["stream_options"] = json!({"include_usage": true});
     let events = sse_events(&gw.chat(req).await.text().await.unwrap());
@@ -120,8 +140,10 @@ async fn tools_json_mode_and_limits_pass_through_the_pipeline() {
     req["tool_choice"] = json!("required");
     let body: Value = gw.chat(req).await.json().await.unwrap();
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
-    let args: Value =
-        serde_json::from_str(body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: Value = serde_json::from_str(
+        body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap(),
+    )
+    .unwrap();
     assert!(args["city"].is_string());
 
     let mut req = hello("demo");
@@ -148,16 +170,23 @@ async fn embeddings_and_models() {
         .await
         .unwrap();
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
-    let v: Vec<f64> = body["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let v: Vec<f64> =
+        body["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
     assert!(((v.iter().map(|x| x * x).sum::<f64>()) - 1.0).abs() < 1e-3);
-    let b64: Value = gw.post("/v1/embeddings", json!({"model": "embed", "input": "a", "encoding_format": "base64"})).await.json().await.unwrap();
+    let b64: Value = gw
+        .post("/v1/embeddings", json!({"model": "embed", "input": "a", "encoding_format": "base64"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(b64["data"][0]["embedding"].is_string());
     // a chat route cannot embed
     let resp = gw.post("/v1/embeddings", json!({"model": "demo", "input": "a"})).await;
     assert_eq!(resp.status(), 400);
 
     let models: Value = reqwest::get(gw.url("/v1/models")).await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["demo", "embed", "free"]);
     let one = reqwest::get(gw.url("/v1/models/demo")).await.unwrap();
     assert_eq!(one.status(), 200);
@@ -175,7 +204,13 @@ async fn error_of(resp: reqwest::Response) -> (u16, Value) {
 async fn bad_input_gets_openai_errors_is_recorded_and_leaves_the_server_healthy() {
     let gw = gateway().await;
     let client = reqwest::Client::new();
-    let raw = |body: Vec<u8>| client.post(gw.url("/v1/chat/completions")).header("content-type", "application/json").body(body).send();
+    let raw = |body: Vec<u8>| {
+        client
+            .post(gw.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
 
     let (s, e) = error_of(raw(b"{\"model\": \"demo\", ".to_vec()).await.unwrap()).await;
     assert_eq!(s, 400);

@@ -36,7 +36,10 @@ impl Gateway {
     pub async fn start(config: &str) -> Gateway {
         let dir = temp_dir();
         let db = dir.join("gardefou.db");
-        let text = format!("{config}\n[store]\ndatabase_url = \"sqlite://{}\"\nflush_interval = \"20ms\"\n", db.display());
+        let text = format!(
+            "{config}\n[store]\ndatabase_url = \"sqlite://{}\"\nflush_interval = \"20ms\"\n",
+            db.display()
+        );
         let config_path = dir.join("gardefou.toml");
         std::fs::write(&config_path, &text).unwrap();
         let cfg = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
@@ -133,7 +136,8 @@ impl Upstream {
                  uri: axum::http::Uri,
                  headers: axum::http::HeaderMap,
                  body: axum::body::Bytes| async move {
-                    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    let json: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
                     seen.lock().unwrap().push(Seen { path: uri.to_string(), headers, body: json.clone() });
                     let (status, hdrs, text) = reply(&json);
                     let mut resp = (axum::http::StatusCode::from_u16(status).unwrap(), text).into_response();
@@ -169,10 +173,7 @@ pub fn sse_reply(events: &[&str]) -> Reply {
 
 /// Reads an SSE body into its `data:` payloads.
 pub fn sse_events(body: &str) -> Vec<String> {
-    body.split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .map(str::to_owned)
-        .collect()
+    body.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).map(str::to_owned).collect()
 }
 
 pub const MOCK: &str = r#"

@@ -1,5 +1,7 @@
 //! End-to-end tests: the real server on port 0, real HTTP clients, fake upstreams, SQLite.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod api;
 mod clients;
 mod harness;

@@ -62,7 +62,10 @@ targets = [{ model = "a" }]
 "#;
     let gw = Gateway::start(slow).await;
     let url = gw.url("/v1/chat/completions");
-    let pending = tokio::spawn(async move { reqwest::Client::new().post(url).json(&hello("one")).send().await.unwrap() });
+    let pending =
+        tokio::spawn(
+            async move { reqwest::Client::new().post(url).json(&hello("one")).send().await.unwrap() },
+        );
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     // the new config drops route `one`
     rewrite(&gw, "[providers.demo]\nkind = \"mock\"\n[models.b]\nprovider = \"demo\"\n[routes.other]\ntargets = [{ model = \"b\" }]\n");
@@ -84,7 +87,15 @@ async fn admin_endpoints_need_the_admin_token_when_one_is_set() {
     assert_eq!(wrong.status(), 401);
     let ok = client.post(gw.url("/admin/reload")).bearer_auth("s3cret-admin").send().await.unwrap();
     assert_eq!(ok.status(), 200);
-    let cfg = client.get(gw.url("/admin/config")).bearer_auth("s3cret-admin").send().await.unwrap().text().await.unwrap();
+    let cfg = client
+        .get(gw.url("/admin/config"))
+        .bearer_auth("s3cret-admin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!cfg.contains("s3cret-admin"), "secrets never leave");
     gw.stop().await;
     let _ = std::fs::remove_dir_all(dir);

@@ -37,10 +37,16 @@ breaker = {{ failures = 100 }}
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-gardefou-model"], "up");
     let recs = gw.records(1).await;
-    let kinds: Vec<(String, Option<u16>)> = recs[0].attempts.iter().map(|a| (a.model.clone(), a.status)).collect();
+    let kinds: Vec<(String, Option<u16>)> =
+        recs[0].attempts.iter().map(|a| (a.model.clone(), a.status)).collect();
     assert_eq!(
         kinds,
-        [("down".into(), Some(502)), ("down".into(), Some(502)), ("down".into(), Some(502)), ("up".into(), Some(200))]
+        [
+            ("down".into(), Some(502)),
+            ("down".into(), Some(502)),
+            ("down".into(), Some(502)),
+            ("up".into(), Some(200))
+        ]
     );
     assert_eq!(recs[0].model.as_deref(), Some("up"));
     gw.stop().await;
@@ -84,7 +90,10 @@ timeouts = {{ total = "5s" }}
     let resp = gw.chat(hello("r")).await;
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "7");
-    assert!(started.elapsed() < Duration::from_secs(5), "a Retry-After beyond the deadline is not waited for");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a Retry-After beyond the deadline is not waited for"
+    );
     let e: Value = resp.json().await.unwrap();
     assert_eq!(e["error"]["type"], "rate_limit_error");
     gw.stop().await;
@@ -275,7 +284,10 @@ targets = [{{ model = "llama" }}]
     assert_eq!(body["guided_json"], json!({"type": "object"}), "unknown fields pass through");
     assert!(body.get("metadata").is_none(), "attribution metadata stays in gardefou");
     let recs = gw.records(1).await;
-    assert_eq!((recs[0].input_tokens, recs[0].cached_input_tokens, recs[0].output_tokens), (Some(11), Some(8), Some(2)));
+    assert_eq!(
+        (recs[0].input_tokens, recs[0].cached_input_tokens, recs[0].output_tokens),
+        (Some(11), Some(8), Some(2))
+    );
     // 3 fresh × 1.0 + 8 cached × 0.5 + 2 × 2.0 = 11 µ$
     assert!((recs[0].cost_usd.unwrap() - 11e-6).abs() < 1e-12);
     gw.stop().await;
@@ -345,4 +357,64 @@ timeouts = {{ total = "3s" }}
     assert_eq!(resp.headers()["retry-after"], "12");
     assert_eq!(up.seen().len(), 1, "a Retry-After longer than the deadline is not waited for");
     gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_stream_is_relayed_with_its_key_and_its_usage_kept_for_the_record() {
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            r#"{{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
+        )
+    };
+    let events = [
+        chunk(r#"{"role":"assistant","content":""}"#, "null"),
+        chunk(r#"{"content":"Bonjour "}"#, "null"),
+        chunk(r#"{"content":"à vous"}"#, "null"),
+        chunk("{}", r#""stop""#),
+        r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#.to_owned(),
+        "[DONE]".to_owned(),
+    ];
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    let up = Upstream::start(sse_reply(&refs)).await;
+    let dir = temp_dir();
+    let key = dir.join("key");
+    std::fs::write(&key, "sk-upstream-secret\n").unwrap();
+    let gw = Gateway::start(&format!(
+        r#"
+[providers.up]
+kind = "openai_compatible"
+base_url = "{}"
+api_key = "file:{}"
+[models.m]
+provider = "up"
+[routes.r]
+targets = [{{ model = "m" }}]
+"#,
+        up.base,
+        key.display()
+    ))
+    .await;
+    let body = gw.chat(streaming("r")).await.text().await.unwrap();
+    let events = sse_events(&body);
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, "Bonjour à vous");
+    assert!(!body.contains("usage"), "the client did not ask for usage");
+    let seen = up.seen();
+    assert_eq!(seen[0].headers["authorization"], "Bearer sk-upstream-secret");
+    assert_eq!(
+        seen[0].body["stream_options"],
+        json!({"include_usage": true}),
+        "usage is asked for the record"
+    );
+    let recs = gw.records(1).await;
+    assert_eq!(
+        (recs[0].input_tokens, recs[0].output_tokens, recs[0].tokens_estimated),
+        (Some(9), Some(3), false)
+    );
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }
