@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub admin_token: Option<SecretRef>,
     pub shutdown_grace: Duration,
+    /// How long a client may take to send its request body (408 after).
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

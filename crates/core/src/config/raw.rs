@@ -28,6 +28,7 @@ pub struct RawServer {
     pub max_body_bytes: Option<Spanned<i64>>,
     pub admin_token: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
+    pub body_read_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -116,7 +116,15 @@ impl Cx<'_> {
         };
         let shutdown_grace =
             self.duration(&s.shutdown_grace, "server.shutdown_grace", Duration::from_secs(30))?;
-        Ok(ServerConfig { listen, max_body_bytes: max_body as usize, admin_token, shutdown_grace })
+        let body_read_timeout =
+            self.duration(&s.body_read_timeout, "server.body_read_timeout", Duration::from_secs(30))?;
+        Ok(ServerConfig {
+            listen,
+            max_body_bytes: max_body as usize,
+            admin_token,
+            shutdown_grace,
+            body_read_timeout,
+        })
     }
 
     fn store(&self, s: &raw::RawStore) -> R<StoreConfig> {

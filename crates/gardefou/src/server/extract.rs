@@ -2,7 +2,6 @@
 //! live body limit (413), within a read deadline (408), and parsed as JSON with a precise 400.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -14,9 +13,6 @@ use super::error::ApiError;
 use crate::pipeline::record::Caller;
 use crate::state::AppState;
 
-/// How long a client may take to send its body.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A JSON body parsed into `T`, with OpenAI-shaped errors.
 pub struct AppJson<T>(pub T);
 
@@ -24,9 +20,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.runtime().config.server.max_body_bytes;
+        let (limit, read_timeout) = {
+            let rt = state.runtime();
+            (rt.config.server.max_body_bytes, rt.config.server.body_read_timeout)
+        };
         let body: Body = req.into_body();
-        let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        let bytes = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, limit)).await {
             Err(_) => return Err(Error::RequestTimeout.into()),
             Ok(Err(e)) => {
                 let too_large =

@@ -251,6 +251,23 @@ async fn bad_input_gets_openai_errors_is_recorded_and_leaves_the_server_healthy(
 }
 
 #[tokio::test]
+async fn a_client_too_slow_to_send_its_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start(&format!("{MOCK}{ROUTES}\n[server]\nbody_read_timeout = \"200ms\"\n")).await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model\":";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn health_ready_and_metrics() {
     let gw = gateway().await;
     assert_eq!(gw.chat(hello("demo")).await.status(), 200);
