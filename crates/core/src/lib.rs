@@ -1,6 +1,7 @@
 //! gardefou-core: the nouns of the gateway. Canonical chat types (in OpenAI's wire shape),
 //! config as code, the error type, cost maths. No runtime, no HTTP client, no SQL.
 
+pub mod anthropic;
 pub mod chat;
 pub mod config;
 pub mod cost;

@@ -123,6 +123,39 @@ fn excerpt(bytes: &[u8]) -> String {
     }
 }
 
+/// A header value marked sensitive, so that it is never printed.
+pub(crate) fn sensitive(
+    value: &str,
+    what: &str,
+) -> std::result::Result<reqwest::header::HeaderValue, String> {
+    let mut v = reqwest::header::HeaderValue::from_str(value)
+        .map_err(|_| format!("{what} is not a valid header value"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// At most `limit` bytes of a body; a read error ends it where it stands.
+pub(crate) async fn read_limited(resp: reqwest::Response, limit: usize) -> bytes::Bytes {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(Ok(piece)) = body.next().await {
+        let room = limit - out.len();
+        out.extend_from_slice(&piece[..piece.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    bytes::Bytes::from(out)
+}
+
+/// Standard padded base64 of the floats' little-endian bytes: OpenAI's `encoding_format: "base64"`.
+pub(crate) fn f32_base64(v: &[f32]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

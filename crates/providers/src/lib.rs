@@ -2,6 +2,8 @@
 //! provider kinds. OpenAI-compatible vendors and Azure OpenAI are settings of the OpenAI adapter;
 //! `mock` is a scripted in-process model for demos, tests and benchmarks.
 
+pub mod anthropic;
+pub mod gemini;
 pub mod http;
 pub mod mock;
 pub mod openai;
@@ -31,6 +33,8 @@ pub struct CallOptions {
 /// A configured upstream, ready to call.
 pub enum Provider {
     OpenAi(openai::OpenAi),
+    Anthropic(anthropic::Anthropic),
+    Gemini(gemini::Gemini),
     Mock(mock::Mock),
 }
 
@@ -43,6 +47,10 @@ impl Provider {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
                 Provider::OpenAi(openai::OpenAi::new(cfg, connect_timeout)?)
             }
+            ProviderKind::Anthropic => Provider::Anthropic(anthropic::Anthropic::new(cfg, connect_timeout)?),
+            ProviderKind::Gemini | ProviderKind::Vertex => {
+                Provider::Gemini(gemini::Gemini::new(cfg, connect_timeout)?)
+            }
             ProviderKind::Mock => Provider::Mock(mock::Mock::new(cfg)),
         })
     }
@@ -50,7 +58,19 @@ impl Provider {
     pub fn name(&self) -> &str {
         match self {
             Provider::OpenAi(p) => p.name(),
+            Provider::Anthropic(p) => p.name(),
+            Provider::Gemini(p) => p.name(),
             Provider::Mock(p) => p.name(),
+        }
+    }
+
+    /// Request parameters the provider lacks: the route drops them (and says so in a response
+    /// header) or rejects the request naming them.
+    pub fn unsupported_params(&self, req: &ChatRequest) -> Vec<&'static str> {
+        match self {
+            Provider::Anthropic(p) => p.unsupported_params(req),
+            Provider::Gemini(p) => p.unsupported_params(req),
+            Provider::OpenAi(_) | Provider::Mock(_) => Vec::new(),
         }
     }
 
@@ -58,7 +78,7 @@ impl Provider {
     pub fn reports_stream_usage(&self) -> bool {
         match self {
             Provider::OpenAi(p) => p.reports_stream_usage(),
-            Provider::Mock(_) => true,
+            Provider::Anthropic(_) | Provider::Gemini(_) | Provider::Mock(_) => true,
         }
     }
 
@@ -70,6 +90,8 @@ impl Provider {
     ) -> Result<ChatResponse> {
         match self {
             Provider::OpenAi(p) => p.chat(model, req, opts).await,
+            Provider::Anthropic(p) => p.chat(model, req, opts).await,
+            Provider::Gemini(p) => p.chat(model, req, opts).await,
             Provider::Mock(p) => p.chat(model, req).await,
         }
     }
@@ -83,6 +105,8 @@ impl Provider {
     ) -> Result<ChunkStream> {
         match self {
             Provider::OpenAi(p) => p.chat_stream(model, req, opts).await,
+            Provider::Anthropic(p) => p.chat_stream(model, req, opts).await,
+            Provider::Gemini(p) => p.chat_stream(model, req, opts).await,
             Provider::Mock(p) => p.chat_stream(model, req).await,
         }
     }
@@ -95,6 +119,8 @@ impl Provider {
     ) -> Result<EmbeddingsResponse> {
         match self {
             Provider::OpenAi(p) => p.embed(model, req, opts).await,
+            Provider::Anthropic(p) => p.embed(model, req, opts).await,
+            Provider::Gemini(p) => p.embed(model, req, opts).await,
             Provider::Mock(p) => p.embed(model, req).await,
         }
     }

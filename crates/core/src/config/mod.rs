@@ -74,6 +74,11 @@ pub enum ProviderKind {
     OpenAi,
     OpenAiCompatible,
     Azure,
+    Anthropic,
+    /// Google Gemini API (generativelanguage, API key).
+    Gemini,
+    /// Gemini on Vertex AI (bearer access token, project/location URL).
+    Vertex,
     Mock,
 }
 
@@ -83,6 +88,9 @@ impl ProviderKind {
             ProviderKind::OpenAi => "openai",
             ProviderKind::OpenAiCompatible => "openai_compatible",
             ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Vertex => "vertex",
             ProviderKind::Mock => "mock",
         }
     }
@@ -271,6 +279,8 @@ pub struct RouteConfig {
     pub timeouts: Timeouts,
     pub balance: Balance,
     pub breaker: BreakerPolicy,
+    /// Reject (400) rather than drop a parameter the chosen provider lacks.
+    pub reject_unsupported: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

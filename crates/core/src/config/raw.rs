@@ -124,6 +124,9 @@ pub struct RawRoute {
     #[serde(default)]
     pub breaker: RawBreaker,
     pub description: Option<String>,
+    /// What to do with a request parameter the chosen provider lacks: `drop` (and say so in the
+    /// `x-gardefou-dropped-params` header) or `reject` (400 naming it).
+    pub unsupported_params: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -62,6 +62,18 @@ fn a_complete_file_resolves() {
     assert_eq!(c.store.database_url, "sqlite://gardefou.db");
 }
 
+#[test]
+fn a_mock_model_named_after_a_behaviour_behaves_so() {
+    let c = Config::parse(
+        "[providers.demo]\nkind = \"mock\"\n[models.echo]\nprovider = \"demo\"\n[models.x]\nprovider = \"demo\"\nupstream = \"hang\"\n[models.y]\nprovider = \"demo\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.models["echo"].mock.mode, MockMode::Echo);
+    assert_eq!(c.models["x"].mock.mode, MockMode::Hang);
+    assert_eq!(c.models["y"].mock.mode, MockMode::Polite);
+}
+
 fn error_of(text: &str) -> ConfigError {
     Config::parse(text, "bad.toml").unwrap_err()
 }

@@ -172,13 +172,19 @@ impl Cx<'_> {
             "openai" => ProviderKind::OpenAi,
             "openai_compatible" => ProviderKind::OpenAiCompatible,
             "azure" => ProviderKind::Azure,
+            "anthropic" => ProviderKind::Anthropic,
+            "gemini" => ProviderKind::Gemini,
+            "vertex" => ProviderKind::Vertex,
             "mock" => ProviderKind::Mock,
             other => {
                 return Err(self.error(
                     p.kind.span(),
                     &format!("{path}.kind"),
                     format!("unknown provider kind `{other}`"),
-                    Some("one of: openai, openai_compatible, azure, mock".to_owned()),
+                    Some(
+                        "one of: openai, openai_compatible, azure, anthropic, gemini, vertex, mock"
+                            .to_owned(),
+                    ),
                 ))
             }
         };
@@ -198,7 +204,9 @@ impl Cx<'_> {
         }
         let base_url = p.base_url.as_ref().map(|u| u.get_ref().trim_end_matches('/').to_owned());
         match kind {
-            ProviderKind::OpenAiCompatible | ProviderKind::Azure if base_url.is_none() => {
+            ProviderKind::OpenAiCompatible | ProviderKind::Azure | ProviderKind::Vertex
+                if base_url.is_none() =>
+            {
                 return self.err(
                     name.span(),
                     &path,
@@ -374,7 +382,16 @@ impl Cx<'_> {
                 );
             }
             Some(raw) => self.mock(raw, &path)?,
-            None => MockSettings::default(),
+            // A mock model named after a behaviour (`upstream = "echo"`) behaves so.
+            None => {
+                let upstream = m.upstream.as_ref().map_or(name.get_ref().as_str(), |u| u.get_ref().as_str());
+                match MockMode::from_name(upstream) {
+                    Some(mode) if provider.kind == ProviderKind::Mock => {
+                        MockSettings { mode, ..MockSettings::default() }
+                    }
+                    _ => MockSettings::default(),
+                }
+            }
         };
         Ok(ModelConfig {
             name: name.get_ref().clone(),
@@ -556,7 +573,20 @@ impl Cx<'_> {
                 Duration::from_secs(15),
             )?,
         };
+        let reject_unsupported = match r.unsupported_params.as_ref().map(|v| (v.get_ref().as_str(), v.span()))
+        {
+            None | Some(("drop", _)) => false,
+            Some(("reject", _)) => true,
+            Some((other, span)) => {
+                return self.err(
+                    span,
+                    &format!("{path}.unsupported_params"),
+                    format!("`{other}` is not `drop` or `reject`"),
+                )
+            }
+        };
         Ok(RouteConfig {
+            reject_unsupported,
             name: name.get_ref().clone(),
             description: r.description.clone(),
             targets,

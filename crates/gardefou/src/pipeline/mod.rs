@@ -32,6 +32,38 @@ pub struct StartedStream {
     pub first: gardefou_core::chat::ChatChunk,
     pub rest: ChunkStream,
     pub target: TargetRt,
+    /// Request parameters the answering provider lacks and that were dropped.
+    pub dropped_params: Vec<&'static str>,
+}
+
+/// Refuses a target that lacks some of the request's parameters when the route says `reject`.
+fn check_supported(
+    route: &Route,
+    t: &TargetRt,
+    p: &gardefou_providers::Provider,
+    req: &ChatRequest,
+) -> Result<(), Error> {
+    if !route.config.reject_unsupported {
+        return Ok(());
+    }
+    let missing = p.unsupported_params(req);
+    match missing.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::invalid_param(
+            format!(
+                "model `{}` (provider `{}`) does not support {}; route `{}` rejects unsupported parameters",
+                t.model.name,
+                t.model.provider,
+                missing.join(", "),
+                route.config.name
+            ),
+            *first,
+        )),
+    }
+}
+
+fn dropped(t: &TargetRt, req: &ChatRequest) -> Vec<&'static str> {
+    t.provider.as_ref().map(|p| p.unsupported_params(req)).unwrap_or_default()
 }
 
 fn route<'a>(rt: &'a Runtime, name: &str) -> Result<&'a Arc<Route>, Error> {
@@ -87,6 +119,7 @@ pub async fn chat(
             let opts = options(route, left);
             let first_byte = route.config.timeouts.first_byte.min(left);
             async move {
+                check_supported(route, t, p, req)?;
                 match tokio::time::timeout(first_byte, p.chat(&t.model, req, &opts)).await {
                     Ok(r) => r,
                     Err(_) => Err(Error::Timeout { provider: t.model.provider.clone(), phase: "first byte" }),
@@ -100,7 +133,8 @@ pub async fn chat(
         None => (estimate_usage(&target.model.upstream, req, &resp), true),
     };
     let finish_reason = resp.choices.first().and_then(|c| c.finish_reason);
-    Ok((resp, Outcome { usage: Some(usage), tokens_estimated: estimated, finish_reason }))
+    let dropped_params = dropped(target, req);
+    Ok((resp, Outcome { usage: Some(usage), tokens_estimated: estimated, finish_reason, dropped_params }))
 }
 
 /// Starts a streamed chat completion: returns once a target produced its first chunk, so that a
@@ -120,6 +154,7 @@ pub async fn chat_stream(
             let opts = options(route, left);
             let first_byte = route.config.timeouts.first_byte.min(left);
             async move {
+                check_supported(route, t, p, req)?;
                 let started = async {
                     let mut s = p.chat_stream(&t.model, req, &opts).await?;
                     match s.next().await {
@@ -140,7 +175,7 @@ pub async fn chat_stream(
         .await?;
     inflight.set_model(&target.model);
     inflight.mark_first_token();
-    Ok(StartedStream { first, rest, target: target.clone() })
+    Ok(StartedStream { first, rest, dropped_params: dropped(target, req), target: target.clone() })
 }
 
 /// `POST /v1/embeddings`.
@@ -165,7 +200,7 @@ pub async fn embeddings(
         .await?;
     inflight.set_model(&target.model);
     let usage = Usage { input: resp.usage.prompt_tokens, ..Usage::default() };
-    Ok((resp, Outcome { usage: Some(usage), tokens_estimated: false, finish_reason: None }))
+    Ok((resp, Outcome { usage: Some(usage), ..Outcome::default() }))
 }
 
 fn inflight_metrics(inflight: &Inflight) -> crate::telemetry::Metrics {

@@ -51,6 +51,8 @@ pub struct Outcome {
     pub usage: Option<Usage>,
     pub tokens_estimated: bool,
     pub finish_reason: Option<FinishReason>,
+    /// Request parameters the answering provider lacks and that were dropped.
+    pub dropped_params: Vec<&'static str>,
 }
 
 impl Inflight {

@@ -118,11 +118,9 @@ impl State {
         let mut buf = BytesMut::with_capacity(256);
         event(&mut buf, &e.to_openai_json());
         if let Some(inflight) = self.inflight.take() {
-            let outcome = Outcome {
-                usage: self.final_usage().0,
-                tokens_estimated: self.final_usage().1,
-                finish_reason: self.finish,
-            };
+            let (usage, tokens_estimated) = self.final_usage();
+            let outcome =
+                Outcome { usage, tokens_estimated, finish_reason: self.finish, dropped_params: Vec::new() };
             inflight.finish_err(e, outcome);
         }
         buf.freeze()
@@ -149,7 +147,12 @@ impl State {
         }
         buf.put_slice(b"data: [DONE]\n\n");
         if let Some(inflight) = self.inflight.take() {
-            inflight.finish_ok(Outcome { usage, tokens_estimated: estimated, finish_reason: self.finish });
+            inflight.finish_ok(Outcome {
+                usage,
+                tokens_estimated: estimated,
+                finish_reason: self.finish,
+                dropped_params: Vec::new(),
+            });
         }
         buf.freeze()
     }

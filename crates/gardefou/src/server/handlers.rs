@@ -16,11 +16,22 @@ use crate::pipeline::record::{Caller, Inflight, Outcome};
 use crate::pipeline::{self, stream};
 use crate::state::AppState;
 
-fn with_header(mut resp: Response, name: &'static str, value: &str) -> Response {
+pub(super) fn with_header(mut resp: Response, name: &'static str, value: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(value) {
         resp.headers_mut().insert(HeaderName::from_static(name), v);
     }
     resp
+}
+
+/// Names the request parameters the answering provider lacks and that were dropped.
+pub const DROPPED_PARAMS: &str = "x-gardefou-dropped-params";
+
+pub fn with_dropped(resp: Response, dropped: &[&'static str]) -> Response {
+    if dropped.is_empty() {
+        resp
+    } else {
+        with_header(resp, DROPPED_PARAMS, &dropped.join(","))
+    }
 }
 
 fn fail(inflight: Inflight, e: Error) -> Response {
@@ -76,6 +87,7 @@ pub async fn chat_completions(
         match pipeline::chat_stream(&rt, &req, &mut inflight).await {
             Ok(started) => {
                 let model = started.target.model.name.clone();
+                let dropped = started.dropped_params.clone();
                 let body = Body::from_stream(stream::sse_body(started, &req, inflight));
                 let resp = Response::builder()
                     .status(StatusCode::OK)
@@ -83,17 +95,22 @@ pub async fn chat_completions(
                     .header(header::CACHE_CONTROL, "no-cache")
                     .body(body)
                     .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-                with_header(with_header(resp, INFERENCE_ID, &inference_id), "x-gardefou-model", &model)
+                let resp =
+                    with_header(with_header(resp, INFERENCE_ID, &inference_id), "x-gardefou-model", &model);
+                with_dropped(resp, &dropped)
             }
             Err(e) => fail(inflight, e),
         }
     } else {
         match pipeline::chat(&rt, &req, &mut inflight).await {
-            Ok((resp, outcome)) => {
+            Ok((resp, mut outcome)) => {
                 let model = inflight.model_name();
+                let dropped = std::mem::take(&mut outcome.dropped_params);
                 inflight.finish_ok(outcome);
                 let resp = Json(resp).into_response();
-                with_header(with_header(resp, INFERENCE_ID, &inference_id), "x-gardefou-model", &model)
+                let resp =
+                    with_header(with_header(resp, INFERENCE_ID, &inference_id), "x-gardefou-model", &model);
+                with_dropped(resp, &dropped)
             }
             Err(e) => fail(inflight, e),
         }

@@ -6,6 +6,7 @@
 //! dropped connection; (3) the handler.
 
 mod admin;
+mod anthropic;
 mod error;
 mod extract;
 mod handlers;
@@ -30,6 +31,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(handlers::chat_completions))
         .route("/chat/completions", post(handlers::chat_completions))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/embeddings", post(handlers::embeddings))
         .route("/embeddings", post(handlers::embeddings))
         .route("/v1/models", get(handlers::list_models))

@@ -6,5 +6,7 @@ mod api;
 mod cli;
 mod clients;
 mod harness;
+mod matrix;
+mod messages;
 mod reload;
 mod resilience;

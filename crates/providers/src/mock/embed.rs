@@ -40,8 +40,11 @@ pub(super) fn embed(req: &EmbeddingsRequest, model: &str, provider: &str) -> Res
         .zip(0..)
         .map(|(text, index)| {
             let v = vector(text, dimensions as usize);
-            let embedding =
-                if base64 { EmbeddingVector::Base64(encode_f32_le(&v)) } else { EmbeddingVector::Float(v) };
+            let embedding = if base64 {
+                EmbeddingVector::Base64(crate::http::f32_base64(&v))
+            } else {
+                EmbeddingVector::Float(v)
+            };
             Embedding { object: "embedding".to_owned(), index, embedding }
         })
         .collect();
@@ -90,40 +93,10 @@ impl SplitMix64 {
     }
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard padded base64 of the floats' little-endian bytes.
-fn encode_f32_le(v: &[f32]) -> String {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for group in bytes.chunks(3) {
-        let b = [group[0], group.get(1).copied().unwrap_or(0), group.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= group.len() {
-                out.push(char::from(BASE64[(n >> shift) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 pub(super) fn decode_f32_le(text: &str) -> Vec<f32> {
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut bytes = Vec::new();
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let value = BASE64.iter().position(|b| *b == c).unwrap() as u32;
-        bits = (bits << 6) | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            bytes.push((bits >> count) as u8);
-        }
-    }
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).unwrap();
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
@@ -142,9 +115,9 @@ mod tests {
 
     #[test]
     fn base64_matches_the_standard_alphabet_and_padding() {
-        assert_eq!(encode_f32_le(&[1.0]), "AACAPw==");
-        assert_eq!(encode_f32_le(&[1.0, -2.5]), "AACAPwAAIMA=");
-        assert_eq!(encode_f32_le(&[]), "");
+        assert_eq!(crate::http::f32_base64(&[1.0]), "AACAPw==");
+        assert_eq!(crate::http::f32_base64(&[1.0, -2.5]), "AACAPwAAIMA=");
+        assert_eq!(crate::http::f32_base64(&[]), "");
         assert_eq!(decode_f32_le("AACAPwAAIMA="), [1.0, -2.5]);
     }
 

@@ -8,8 +8,6 @@ mod wire;
 use std::borrow::Cow;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::StreamExt;
 use gardefou_core::chat::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
 use gardefou_core::config::{ModelConfig, ProviderConfig, ProviderKind, Quirks};
 use gardefou_core::{Error, Result};
@@ -91,7 +89,8 @@ impl OpenAi {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("`{name}` is not a valid header name"))?;
             let value = secret.resolve()?;
-            headers.push((name.clone(), sensitive(value.expose(), &format!("header {name} ({secret})"))?));
+            headers
+                .push((name.clone(), http::sensitive(value.expose(), &format!("header {name} ({secret})"))?));
         }
         let has_header = |n: &HeaderName| headers.iter().any(|(h, _)| h == n);
         match (&cfg.api_key, cfg.kind) {
@@ -100,9 +99,9 @@ impl OpenAi {
                 let what = format!("api_key ({key_ref})");
                 let auth = match kind {
                     ProviderKind::Azure => {
-                        (HeaderName::from_static("api-key"), sensitive(key.expose(), &what)?)
+                        (HeaderName::from_static("api-key"), http::sensitive(key.expose(), &what)?)
                     }
-                    _ => (AUTHORIZATION, sensitive(&format!("Bearer {}", key.expose()), &what)?),
+                    _ => (AUTHORIZATION, http::sensitive(&format!("Bearer {}", key.expose()), &what)?),
                 };
                 if !has_header(&auth.0) {
                     headers.insert(0, auth);
@@ -215,7 +214,7 @@ impl OpenAi {
         }
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = read_limited(resp, ERROR_BODY_LIMIT).await;
+        let body = http::read_limited(resp, ERROR_BODY_LIMIT).await;
         Err(http::error_from_status(&self.name, status, &headers, &body))
     }
 
@@ -229,24 +228,4 @@ impl OpenAi {
             },
         })
     }
-}
-
-fn sensitive(value: &str, what: &str) -> Result<HeaderValue, String> {
-    let mut v = HeaderValue::from_str(value).map_err(|_| format!("{what} is not a valid header value"))?;
-    v.set_sensitive(true);
-    Ok(v)
-}
-
-/// At most `limit` bytes of a body; a read error ends it where it stands.
-async fn read_limited(resp: reqwest::Response, limit: usize) -> Bytes {
-    let mut out = Vec::new();
-    let mut body = resp.bytes_stream();
-    while let Some(Ok(piece)) = body.next().await {
-        let room = limit - out.len();
-        out.extend_from_slice(&piece[..piece.len().min(room)]);
-        if out.len() >= limit {
-            break;
-        }
-    }
-    Bytes::from(out)
 }
