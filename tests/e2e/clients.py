@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Real-client end-to-end checks: the official `openai` SDK and LangChain's `ChatOpenAI`, used
-unchanged, against a running gardefou.
+"""Real-client end-to-end checks: the official `openai` SDK (`OpenAI` and `AsyncOpenAI`) and
+LangChain's `ChatOpenAI`, used unchanged, against a running gardefou.
 
     gardefou serve --config tests/e2e/gardefou-e2e.toml --listen 127.0.0.1:0
     python3 tests/e2e/clients.py http://127.0.0.1:PORT
@@ -12,14 +12,16 @@ failed. `pip install -r tests/e2e/requirements.txt` installs the clients.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import math
 import sys
 import traceback
-from typing import Callable, List, Literal
+from typing import Awaitable, Callable, List, Literal
 
 import openai
-from openai import OpenAI
+from openai import AsyncOpenAI, OpenAI
 from pydantic import BaseModel, Field
 
 # Routes of tests/e2e/gardefou-e2e.toml.
@@ -93,6 +95,21 @@ class Suite:
         self.client = OpenAI(base_url=self.v1, api_key="sk-anything")
         # No SDK retries: errors must reach the check as the gateway sent them.
         self.strict = OpenAI(base_url=self.v1, api_key="sk-anything", max_retries=0)
+
+    def async_client(self) -> AsyncOpenAI:
+        # A new client per check: each async check runs in its own event loop (`asyncio.run`),
+        # and an async client's connections belong to the loop that opened them.
+        return AsyncOpenAI(base_url=self.v1, api_key="sk-anything")
+
+    @staticmethod
+    def run_async(check: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """An async check as a plain one (same name), run in a fresh event loop."""
+
+        @functools.wraps(check)
+        def run() -> None:
+            asyncio.run(check())
+
+        return run
 
     def text(self, messages=PROMPT, **kw) -> str:
         r = self.client.chat.completions.create(model=CHAT, messages=messages, **kw)
@@ -235,6 +252,62 @@ class Suite:
         assert c.finish_reason == "stop", f"finish_reason {c.finish_reason!r}"
         assert not c.message.tool_calls, f"tool calls again: {c.message.tool_calls}"
         assert isinstance(c.message.content, str) and c.message.content, f"content {c.message.content!r}"
+
+    # ------------------------------------------------------------------ AsyncOpenAI
+
+    async def async_chat_non_streaming(self):
+        async with self.async_client() as client:
+            r = await client.chat.completions.create(model=CHAT, messages=PROMPT)
+        assert r.object == "chat.completion", r.object
+        assert len(r.choices) == 1, f"{len(r.choices)} choices"
+        c = r.choices[0]
+        assert isinstance(c.message.content, str) and c.message.content, f"content {c.message.content!r}"
+        assert c.message.role == "assistant", c.message.role
+        assert c.finish_reason == "stop", f"finish_reason {c.finish_reason!r}"
+        assert r.usage is not None, "no usage"
+        assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0, r.usage
+        assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens, r.usage
+        whole = self.text()
+        assert c.message.content == whole, f"async answer {c.message.content!r} differs from sync {whole!r}"
+
+    async def async_streaming_with_usage(self):
+        whole = self.text()
+        async with self.async_client() as client:
+            stream = await client.chat.completions.create(
+                model=CHAT, messages=PROMPT, stream=True, stream_options={"include_usage": True}
+            )
+            chunks = [c async for c in stream]
+        assert len(chunks) >= 3, f"only {len(chunks)} chunks"
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == whole, f"async streamed text {text!r} differs from the sync answer {whole!r}"
+        finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        assert finishes == ["stop"], f"finish reasons {finishes}"
+        last = chunks[-1]
+        assert last.usage is not None, f"last chunk has no usage: {last}"
+        assert last.usage.prompt_tokens > 0 and last.usage.completion_tokens > 0, last.usage
+        assert not last.choices, f"usage chunk has choices: {last.choices}"
+        assert all(c.usage is None for c in chunks[:-1]), "usage on a chunk before the last"
+
+    async def async_tool_call_required(self):
+        async with self.async_client() as client:
+            r = await client.chat.completions.create(
+                model=CHAT,
+                messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+                tools=[WEATHER_TOOL],
+                tool_choice="required",
+            )
+        c = r.choices[0]
+        assert c.finish_reason == "tool_calls", f"finish_reason {c.finish_reason!r}"
+        calls = c.message.tool_calls or []
+        assert len(calls) == 1, f"{len(calls)} tool calls"
+        call = calls[0]
+        assert call.type == "function" and call.id, call
+        assert call.function.name == "get_weather", call.function.name
+        try:
+            args = json.loads(call.function.arguments)
+        except json.JSONDecodeError as e:
+            raise AssertionError(f"arguments are not JSON: {call.function.arguments!r} ({e})")
+        weather_args_ok(args)
 
     # ------------------------------------------------------------------ structured output
 
@@ -458,6 +531,9 @@ class Suite:
             self.rate_limited,
             self.broken_stream,
             self.fallback,
+            self.run_async(self.async_chat_non_streaming),
+            self.run_async(self.async_streaming_with_usage),
+            self.run_async(self.async_tool_call_required),
             self.langchain_invoke,
             self.langchain_stream,
             self.langchain_tools,

@@ -148,7 +148,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open the store {}", config.store.database_url))?;
     let tracker = TaskTracker::new();
     let state = AppState::new(config, source.clone(), store, tracker.clone());
-    tracker.spawn_blocking(crate::tokens::warm_up);
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;

@@ -1,7 +1,8 @@
 //! Token counting for providers that report no usage: OpenAI's BPE encodings (o200k for the
 //! GPT-4o / o-series / GPT-4.1 / GPT-5 families, cl100k for older GPT-4, GPT-3.5 and embedding
 //! models). Other families are counted with o200k as the closest public tokenizer; such counts are
-//! recorded as estimated.
+//! recorded as estimated. An encoding is loaded on first use (tens of MB), so a gateway whose
+//! providers all report usage never pays for it.
 
 use gardefou_core::chat::{ChatRequest, Content};
 use tiktoken_rs::CoreBPE;
@@ -61,12 +62,6 @@ pub fn count_prompt(model: &str, req: &ChatRequest) -> u64 {
         }
     }
     n + PER_MESSAGE * req.messages.len() as u64
-}
-
-/// Loads the encodings so the first request does not pay for it.
-pub fn warm_up() {
-    let _ = count_text("gpt-4o", "warm up");
-    let _ = count_text("gpt-4", "warm up");
 }
 
 #[cfg(test)]

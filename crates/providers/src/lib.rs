@@ -70,7 +70,8 @@ impl Provider {
         match self {
             Provider::Anthropic(p) => p.unsupported_params(req),
             Provider::Gemini(p) => p.unsupported_params(req),
-            Provider::OpenAi(_) | Provider::Mock(_) => Vec::new(),
+            Provider::OpenAi(p) => p.unsupported_params(req),
+            Provider::Mock(_) => Vec::new(),
         }
     }
 

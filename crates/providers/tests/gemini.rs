@@ -224,7 +224,10 @@ impl Drop for KeyFile {
 }
 
 fn key_file(tag: &str, key: &str) -> KeyFile {
-    let path = std::env::temp_dir().join(format!("gardefou-gemini-test-{}-{tag}", std::process::id()));
+    // unique per call: tests sharing a tag run in parallel and each removes its own file
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("gardefou-gemini-test-{}-{tag}-{n}", std::process::id()));
     std::fs::write(&path, key).unwrap();
     KeyFile(path)
 }

@@ -124,11 +124,15 @@ pub struct Quirks {
     pub drop_params: Vec<String>,
     /// Request fields renamed before sending (`seed` → `random_seed` for Mistral).
     pub rename_params: Vec<(String, String)>,
+    /// The server refuses fields of other providers' formats (OpenAI, Azure): Anthropic's
+    /// `cache_control`, `thinking` parts, `top_k` and `thinking` are removed (and reported as
+    /// unsupported) instead of being sent.
+    pub strict_schema: bool,
 }
 
 impl Quirks {
     pub fn openai() -> Self {
-        Quirks { stream_usage: true, ..Quirks::default() }
+        Quirks { stream_usage: true, strict_schema: true, ..Quirks::default() }
     }
 
     /// The preset for a known OpenAI-compatible vendor, or `None` if the name is unknown.

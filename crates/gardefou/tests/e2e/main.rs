@@ -8,5 +8,6 @@ mod clients;
 mod harness;
 mod matrix;
 mod messages;
+mod params;
 mod reload;
 mod resilience;

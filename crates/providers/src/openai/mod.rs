@@ -133,6 +133,15 @@ impl OpenAi {
 
     /// Whether streamed answers end with a usage chunk (`stream_options.include_usage` is
     /// honoured); if not, the gateway counts the tokens itself.
+    /// Fields of other providers' formats this server would refuse; they are removed.
+    pub fn unsupported_params(&self, req: &ChatRequest) -> Vec<&'static str> {
+        if self.quirks.strict_schema {
+            wire::foreign_params(req)
+        } else {
+            Vec::new()
+        }
+    }
+
     pub fn reports_stream_usage(&self) -> bool {
         self.quirks.stream_usage
     }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use gardefou_core::chat::{ChatRequest, EmbeddingsRequest, Message, Role, ToolChoice};
+use gardefou_core::chat::{ChatRequest, Content, EmbeddingsRequest, Message, Role, Tool, ToolChoice};
 use gardefou_core::config::Quirks;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
@@ -33,6 +33,55 @@ const KNOWN: &[&str] = &[
     "response_format",
     "metadata",
 ];
+
+/// Request fields of other providers' formats that a strict server (OpenAI, Azure) refuses.
+const FOREIGN: &[&str] = &["top_k", "thinking"];
+
+/// Content part kinds OpenAI's Chat Completions accepts.
+const OPENAI_PARTS: &[&str] = &["text", "image_url", "input_audio", "file", "refusal"];
+
+/// What a strict server would refuse in `req`, named for the client.
+pub(crate) fn foreign_params(req: &ChatRequest) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = FOREIGN.iter().copied().filter(|k| req.extra.contains_key(*k)).collect();
+    let parts = req.messages.iter().filter_map(|m| match &m.content {
+        Some(Content::Parts(p)) => Some(p),
+        _ => None,
+    });
+    let mut cache_control = req.tools.iter().flatten().any(|t| t.extra.contains_key("cache_control"));
+    let mut thinking = false;
+    for p in parts.flatten() {
+        cache_control |= p.extra.contains_key("cache_control");
+        thinking |= !OPENAI_PARTS.contains(&p.kind.as_str());
+    }
+    if cache_control {
+        out.push("cache_control");
+    }
+    if thinking && !out.contains(&"thinking") {
+        out.push("thinking");
+    }
+    out
+}
+
+/// The message without parts and fields a strict server refuses, if it has any.
+fn strict_message(m: &Message) -> Option<Message> {
+    let Some(Content::Parts(parts)) = &m.content else { return None };
+    let foreign = |p: &gardefou_core::chat::ContentPart| {
+        !OPENAI_PARTS.contains(&p.kind.as_str()) || p.extra.contains_key("cache_control")
+    };
+    if !parts.iter().any(foreign) {
+        return None;
+    }
+    let kept = parts
+        .iter()
+        .filter(|p| OPENAI_PARTS.contains(&p.kind.as_str()))
+        .map(|p| {
+            let mut p = p.clone();
+            p.extra.remove("cache_control");
+            p
+        })
+        .collect();
+    Some(Message { content: Some(Content::Parts(kept)), ..m.clone() })
+}
 
 /// The chat body for one upstream call.
 pub(crate) struct ChatBody<'a> {
@@ -93,7 +142,11 @@ impl<'a> Serialize for ChatBody<'a> {
         f.field("model", self.model)?;
         f.field(
             "messages",
-            &Messages { messages: &req.messages, developer_as_system: q.developer_as_system },
+            &Messages {
+                messages: &req.messages,
+                developer_as_system: q.developer_as_system,
+                strict: q.strict_schema,
+            },
         )?;
         if self.stream {
             f.field("stream", &true)?;
@@ -117,7 +170,14 @@ impl<'a> Serialize for ChatBody<'a> {
         f.opt("top_logprobs", &req.top_logprobs)?;
         f.opt("presence_penalty", &req.presence_penalty)?;
         f.opt("frequency_penalty", &req.frequency_penalty)?;
-        f.opt("tools", &req.tools)?;
+        match &req.tools {
+            Some(tools) if q.strict_schema && tools.iter().any(|t| !t.extra.is_empty()) => {
+                let plain: Vec<Tool> =
+                    tools.iter().map(|t| Tool { extra: Default::default(), ..t.clone() }).collect();
+                f.field("tools", &plain)?;
+            }
+            tools => f.opt("tools", tools)?,
+        }
         match (&req.tool_choice, &q.tool_choice_required) {
             (Some(ToolChoice::Mode(m)), Some(spelling)) if m == "required" => {
                 f.field("tool_choice", spelling.as_str())?
@@ -127,7 +187,8 @@ impl<'a> Serialize for ChatBody<'a> {
         f.opt("parallel_tool_calls", &req.parallel_tool_calls)?;
         f.opt("response_format", &req.response_format)?;
         for (name, value) in &req.extra {
-            if !KNOWN.contains(&name.as_str()) {
+            let foreign = q.strict_schema && FOREIGN.contains(&name.as_str());
+            if !foreign && !KNOWN.contains(&name.as_str()) {
                 f.field(name, value)?;
             }
         }
@@ -143,17 +204,20 @@ struct IncludeUsage {
 struct Messages<'a> {
     messages: &'a [Message],
     developer_as_system: bool,
+    strict: bool,
 }
 
 impl Serialize for Messages<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.messages.len()))?;
         for m in self.messages {
-            let m = if self.developer_as_system && m.role == Role::Developer {
-                Cow::Owned(Message { role: Role::System, ..m.clone() })
-            } else {
-                Cow::Borrowed(m)
+            let mut m = match self.strict.then(|| strict_message(m)).flatten() {
+                Some(clean) => Cow::Owned(clean),
+                None => Cow::Borrowed(m),
             };
+            if self.developer_as_system && m.role == Role::Developer {
+                m = Cow::Owned(Message { role: Role::System, ..m.into_owned() });
+            }
             seq.serialize_element(&*m)?;
         }
         seq.end()
@@ -225,6 +289,28 @@ mod tests {
         let out = body(req, true, &Quirks::openai());
         assert_eq!(out["stream"], true);
         assert_eq!(out["stream_options"], json!({"include_usage": true}));
+    }
+
+    #[test]
+    fn a_strict_server_gets_no_fields_of_other_formats() {
+        let req = json!({"model": "m", "top_k": 5, "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}]},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "s"}, {"type": "text", "text": "hi"}]}],
+            "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}]});
+        let parsed: ChatRequest = serde_json::from_value(req.clone()).unwrap();
+        assert_eq!(foreign_params(&parsed), ["top_k", "thinking", "cache_control"]);
+        let out = body(req.clone(), false, &Quirks::openai());
+        assert_eq!(
+            out,
+            json!({"model": "up", "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "rules"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "hi"}]}],
+                "tools": [{"type": "function", "function": {"name": "f"}}]})
+        );
+        // a self-hosted server keeps them (vLLM knows top_k)
+        let vllm = body(req, false, &Quirks::preset("vllm").unwrap());
+        assert_eq!(vllm["top_k"], 5);
     }
 
     #[test]
