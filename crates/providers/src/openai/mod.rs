@@ -5,7 +5,6 @@
 mod stream;
 mod wire;
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use gardefou_core::chat::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
@@ -29,32 +28,40 @@ pub struct OpenAi {
     quirks: Quirks,
 }
 
-/// Where requests go, computed once.
+/// Where requests go, parsed once.
 enum Urls {
     /// The same URLs for every model (OpenAI, compatible servers, Azure's `v1` API).
-    Fixed { chat: String, embeddings: String },
+    Fixed { chat: reqwest::Url, embeddings: reqwest::Url },
     /// Azure deployments: `{prefix}{deployment}{/chat/completions|/embeddings}{query}`.
     Deployment { prefix: String, query: String },
 }
 
 impl Urls {
-    fn chat(&self, model: &ModelConfig) -> Cow<'_, str> {
+    fn chat(&self, model: &ModelConfig) -> Result<reqwest::Url> {
         match self {
-            Urls::Fixed { chat, .. } => Cow::Borrowed(chat),
+            Urls::Fixed { chat, .. } => Ok(chat.clone()),
             Urls::Deployment { prefix, query } => {
-                Cow::Owned(format!("{prefix}{}/chat/completions{query}", model.upstream))
+                parse_url(&format!("{prefix}{}/chat/completions{query}", model.upstream))
             }
         }
     }
 
-    fn embeddings(&self, model: &ModelConfig) -> Cow<'_, str> {
+    fn embeddings(&self, model: &ModelConfig) -> Result<reqwest::Url> {
         match self {
-            Urls::Fixed { embeddings, .. } => Cow::Borrowed(embeddings),
+            Urls::Fixed { embeddings, .. } => Ok(embeddings.clone()),
             Urls::Deployment { prefix, query } => {
-                Cow::Owned(format!("{prefix}{}/embeddings{query}", model.upstream))
+                parse_url(&format!("{prefix}{}/embeddings{query}", model.upstream))
             }
         }
     }
+}
+
+fn fixed_url(url: &str) -> std::result::Result<reqwest::Url, String> {
+    reqwest::Url::parse(url).map_err(|e| format!("invalid base_url: {e}"))
+}
+
+fn parse_url(url: &str) -> Result<reqwest::Url> {
+    reqwest::Url::parse(url).map_err(|e| Error::Internal(format!("invalid upstream URL: {e}")))
 }
 
 impl OpenAi {
@@ -70,8 +77,8 @@ impl OpenAi {
             ProviderKind::Azure => match cfg.api_version.as_deref() {
                 None => return Err("an `azure` provider needs an api_version".to_owned()),
                 Some("v1") => Urls::Fixed {
-                    chat: format!("{base}/openai/v1/chat/completions"),
-                    embeddings: format!("{base}/openai/v1/embeddings"),
+                    chat: fixed_url(&format!("{base}/openai/v1/chat/completions"))?,
+                    embeddings: fixed_url(&format!("{base}/openai/v1/embeddings"))?,
                 },
                 Some(version) => Urls::Deployment {
                     prefix: format!("{base}/openai/deployments/"),
@@ -79,8 +86,8 @@ impl OpenAi {
                 },
             },
             _ => Urls::Fixed {
-                chat: format!("{base}/chat/completions"),
-                embeddings: format!("{base}/embeddings"),
+                chat: fixed_url(&format!("{base}/chat/completions"))?,
+                embeddings: fixed_url(&format!("{base}/embeddings"))?,
             },
         };
 
@@ -154,7 +161,7 @@ impl OpenAi {
     ) -> Result<ChatResponse> {
         let body = wire::ChatBody { req, model: &model.upstream, stream: false, quirks: &self.quirks };
         let body = body.to_vec().map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
-        let resp = self.send(&self.urls.chat(model), body, opts, false).await?;
+        let resp = self.send(self.urls.chat(model)?, body, opts, false).await?;
         let bytes = resp.bytes().await.map_err(|e| http::send_error(&self.name, e))?;
         self.parse_answer(&bytes)
     }
@@ -168,7 +175,7 @@ impl OpenAi {
     ) -> Result<ChunkStream> {
         let body = wire::ChatBody { req, model: &model.upstream, stream: true, quirks: &self.quirks };
         let body = body.to_vec().map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
-        let resp = self.send(&self.urls.chat(model), body, opts, true).await?;
+        let resp = self.send(self.urls.chat(model)?, body, opts, true).await?;
         Ok(stream::chunks(&self.name, resp.bytes_stream()))
     }
 
@@ -181,7 +188,7 @@ impl OpenAi {
         let body = wire::EmbeddingsBody { req, model: &model.upstream };
         let body = serde_json::to_vec(&body)
             .map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
-        let resp = self.send(&self.urls.embeddings(model), body, opts, false).await?;
+        let resp = self.send(self.urls.embeddings(model)?, body, opts, false).await?;
         let bytes = resp.bytes().await.map_err(|e| http::send_error(&self.name, e))?;
         self.parse_answer(&bytes)
     }
@@ -190,7 +197,7 @@ impl OpenAi {
     /// status is read for its message and mapped.
     async fn send(
         &self,
-        url: &str,
+        url: reqwest::Url,
         body: Vec<u8>,
         opts: &CallOptions,
         sse: bool,
