@@ -6,5 +6,6 @@ pub mod chat;
 pub mod config;
 pub mod cost;
 pub mod error;
+pub mod prices;
 
 pub use error::{Error, Fault, Result};

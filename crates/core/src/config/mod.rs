@@ -62,11 +62,20 @@ pub enum OnFull {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// `sqlite://…`, `sqlite::memory:`, `postgres://…` or `postgresql://…`.
     pub database_url: String,
     pub queue_capacity: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub on_full: OnFull,
+    /// Inferences older than this are deleted (every minute); `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// Rows per retention `DELETE`, so writers are never blocked long.
+    pub retention_batch: usize,
+    /// Where batches the store refuses wait (JSON lines) until they can be re-inserted.
+    pub spill_path: std::path::PathBuf,
+    /// Size bound of the spill file; past it records are dropped and counted. 0 = no spill file.
+    pub spill_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +186,11 @@ pub struct ModelConfig {
     pub name: String,
     pub provider: String,
     pub upstream: String,
+    /// The config's `price`, else the shipped table's for this provider and upstream model (on
+    /// the day the config was loaded), else `None`: the cost is unknown.
     pub price: Option<Price>,
+    /// Where `price` came from; `None` when there is no price.
+    pub price_source: Option<PriceSource>,
     pub context_window: Option<u32>,
     pub capabilities: Capabilities,
     pub mock: MockSettings,
@@ -186,10 +199,38 @@ pub struct ModelConfig {
 /// USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Price {
+    /// Fresh (uncached) input tokens.
     pub input: f64,
+    /// Input tokens read from the provider's prompt cache.
     pub cached_input: f64,
+    /// Input tokens written to the prompt cache (Anthropic: the 5-minute write, 1.25 × input).
     pub cache_write: f64,
+    /// Output tokens, reasoning included.
     pub output: f64,
+    /// The provider's Batch API prices, where it has one. For information: gardefou proxies no
+    /// batch endpoint, so no recorded cost uses them.
+    pub batch_input: Option<f64>,
+    pub batch_output: Option<f64>,
+}
+
+/// Where a model's price came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriceSource {
+    /// The model's own `price` in the config file.
+    Config,
+    /// gardefou's shipped price table (`crates/core/prices/prices.toml`): its version and the
+    /// date the entry used took effect.
+    Table { version: String, effective: crate::prices::Date },
+}
+
+impl PriceSource {
+    /// `config`, or `table <version> (effective <date>)`.
+    pub fn describe(&self) -> String {
+        match self {
+            PriceSource::Config => "config".to_owned(),
+            PriceSource::Table { version, effective } => format!("table {version} (effective {effective})"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

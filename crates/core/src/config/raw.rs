@@ -41,6 +41,11 @@ pub struct RawStore {
     /// `"wait"` (block the recording for at most `full_wait`) or `"drop"` (drop and count).
     pub on_full: Option<Spanned<String>>,
     pub full_wait: Option<Spanned<String>>,
+    /// e.g. `"30d"`; unset = keep inferences forever.
+    pub retention: Option<Spanned<String>>,
+    pub retention_batch: Option<Spanned<i64>>,
+    pub spill_path: Option<Spanned<String>>,
+    pub spill_max_bytes: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +100,9 @@ pub struct RawPrice {
     pub output: Spanned<f64>,
     pub cached_input: Option<Spanned<f64>>,
     pub cache_write: Option<Spanned<f64>>,
+    /// Batch API prices (both or neither).
+    pub batch_input: Option<Spanned<f64>>,
+    pub batch_output: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

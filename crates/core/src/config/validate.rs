@@ -131,14 +131,12 @@ impl Cx<'_> {
         let database_url = match &s.database_url {
             Some(u) => {
                 let url = u.get_ref();
-                if !url.starts_with("sqlite:") {
+                if !["sqlite:", "postgres://", "postgresql://"].iter().any(|s| url.starts_with(s)) {
                     return Err(self.error(
                         u.span(),
                         "store.database_url",
                         format!("unsupported database URL `{url}`"),
-                        Some(
-                            "use sqlite://FILE (e.g. \"sqlite://gardefou.db\") or sqlite::memory:".to_owned(),
-                        ),
+                        Some("use sqlite://FILE, sqlite::memory: or postgres://USER@HOST/DB".to_owned()),
                     ));
                 }
                 url.clone()
@@ -157,12 +155,32 @@ impl Cx<'_> {
                 return self.err(span, "store.on_full", format!("`{other}` is not `wait` or `drop`"))
             }
         };
+        let retention = match &s.retention {
+            Some(r) => match self.duration(&s.retention, "store.retention", Duration::ZERO)? {
+                d if d.is_zero() => {
+                    return self.err(
+                        r.span(),
+                        "store.retention",
+                        "0 would delete every record; leave it unset to keep them",
+                    )
+                }
+                d => Some(d),
+            },
+            None => None,
+        };
+        let retention_batch = self.count(&s.retention_batch, "store.retention_batch", 1, 1_000_000, 5000)?;
+        let spill_max_bytes =
+            self.count(&s.spill_max_bytes, "store.spill_max_bytes", 0, 1 << 40, 256 << 20)?;
         Ok(StoreConfig {
             database_url,
             queue_capacity: queue_capacity as usize,
             batch_size: batch_size as usize,
             flush_interval,
             on_full,
+            retention,
+            retention_batch: retention_batch as usize,
+            spill_path: s.spill_path.as_ref().map_or("gardefou-spill.jsonl".into(), |p| p.get_ref().into()),
+            spill_max_bytes: spill_max_bytes as u64,
         })
     }
 
@@ -311,8 +329,21 @@ impl Cx<'_> {
                 Some(hint_known("providers", providers.keys())),
             ));
         };
-        let price = match &m.price {
-            None => None,
+        let upstream = m.upstream.as_ref().map_or_else(|| name.get_ref().clone(), |u| u.get_ref().clone());
+        // The model's own price wins; else the shipped table's, on the day the config is loaded.
+        let (price, price_source) = match &m.price {
+            None => {
+                let hit = crate::prices::Family::of_provider(provider).and_then(|family| {
+                    crate::prices::lookup_family(family, &upstream, crate::prices::Date::today())
+                });
+                match hit {
+                    Some(t) => (
+                        Some(t.price),
+                        Some(PriceSource::Table { version: t.version.to_owned(), effective: t.effective }),
+                    ),
+                    None => (None, None),
+                }
+            }
             Some(p) => {
                 let check = |v: &Spanned<f64>, field: &str| -> R<f64> {
                     let x = *v.get_ref();
@@ -326,7 +357,19 @@ impl Cx<'_> {
                     Ok(x)
                 };
                 let input = check(&p.input, "input")?;
-                Some(Price {
+                let (batch_input, batch_output) = match (&p.batch_input, &p.batch_output) {
+                    (Some(i), Some(o)) => (Some(check(i, "batch_input")?), Some(check(o, "batch_output")?)),
+                    (None, None) => (None, None),
+                    (Some(v), None) | (None, Some(v)) => {
+                        return Err(self.error(
+                            v.span(),
+                            &format!("{path}.price"),
+                            "batch_input and batch_output go together".to_owned(),
+                            Some("give both batch prices, or neither".to_owned()),
+                        ))
+                    }
+                };
+                let price = Price {
                     input,
                     output: check(&p.output, "output")?,
                     cached_input: match &p.cached_input {
@@ -337,7 +380,10 @@ impl Cx<'_> {
                         Some(c) => check(c, "cache_write")?,
                         None => input,
                     },
-                })
+                    batch_input,
+                    batch_output,
+                };
+                (Some(price), Some(PriceSource::Config))
             }
         };
         let context_window = match &m.context_window {
@@ -396,8 +442,9 @@ impl Cx<'_> {
         Ok(ModelConfig {
             name: name.get_ref().clone(),
             provider: provider.name.clone(),
-            upstream: m.upstream.as_ref().map_or_else(|| name.get_ref().clone(), |u| u.get_ref().clone()),
+            upstream,
             price,
+            price_source,
             context_window,
             capabilities,
             mock,

@@ -90,7 +90,9 @@ pub async fn config(State(state): State<AppState>, headers: HeaderMap) -> Result
         .iter()
         .map(|(n, m)| {
             (n.clone(), json!({"provider": m.provider, "upstream": m.upstream, "context_window": m.context_window,
-                "price": m.price.map(|p| json!({"input": p.input, "cached_input": p.cached_input, "output": p.output}))}))
+                "price": m.price.map(|p| json!({"input": p.input, "cached_input": p.cached_input,
+                    "cache_write": p.cache_write, "output": p.output, "batch_input": p.batch_input, "batch_output": p.batch_output})),
+                "price_source": m.price_source.as_ref().map(|s| s.describe())}))
         })
         .collect();
     Ok(Json(json!({"providers": providers, "models": models, "routes": routes})).into_response())

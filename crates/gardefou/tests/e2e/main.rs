@@ -5,6 +5,7 @@
 mod api;
 mod cli;
 mod clients;
+mod dashboards;
 mod harness;
 mod matrix;
 mod messages;

@@ -1,0 +1,181 @@
+//! `Store`: one handle over either backend (SQLite or Postgres, picked by the URL scheme), and
+//! the retention task that deletes old inferences in small batches.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::SqlitePool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::postgres::Pg;
+use crate::record::{InferenceRecord, LogFilter};
+use crate::{sqlite, StoreError};
+
+/// How often the retention task looks for expired records.
+pub const RETENTION_PERIOD: Duration = Duration::from_secs(60);
+
+/// The inference log database. Cheap to clone: clones share one pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(Arc<Pg>),
+}
+
+impl Store {
+    /// Opens the database at `database_url` and applies the embedded migrations.
+    ///
+    /// - `sqlite://relative.db`, `sqlite:///abs/path.db`, `sqlite::memory:`: the file is created
+    ///   if missing; a memory database is one connection shared by every caller.
+    /// - `postgres://…` / `postgresql://…` (libpq parameters in the query, e.g.
+    ///   `?options=-c%20search_path%3Dgardefou`): connects lazily. If the server does not answer
+    ///   now, this still returns a `Store`; calls fail (and the writer spills) until it answers,
+    ///   and the migrations run at the first contact.
+    pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
+        let backend = if database_url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::connect(database_url).await?)
+        } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            Backend::Postgres(Arc::new(Pg::connect(database_url).await?))
+        } else {
+            return Err(StoreError::InvalidUrl(sqlx::Error::Configuration(
+                "expected a sqlite:, postgres:// or postgresql:// URL".into(),
+            )));
+        };
+        Ok(Store { backend })
+    }
+
+    /// `"sqlite"` or `"postgres"`, for logs and metrics.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Succeeds when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+                Ok(())
+            }
+            Backend::Postgres(pg) => pg.ping().await,
+        }
+    }
+
+    /// Closes every connection (checkpointing a SQLite WAL); later calls fail.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pg) => pg.close().await,
+        }
+    }
+
+    /// Inserts `records` atomically: all or none. A record whose id is already stored is
+    /// skipped rather than failing the whole batch (`ON CONFLICT (id) DO NOTHING`).
+    pub async fn insert_batch(&self, records: &[InferenceRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::insert_batch(pool, records).await,
+            Backend::Postgres(pg) => pg.insert_batch(records).await,
+        }
+    }
+
+    /// The records matching `filter`, newest first, at most `filter.effective_limit()` of them.
+    pub async fn list_inferences(&self, filter: &LogFilter) -> Result<Vec<InferenceRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::list_inferences(pool, filter).await,
+            Backend::Postgres(pg) => pg.list_inferences(filter).await,
+        }
+    }
+
+    /// The record with this id, if stored.
+    pub async fn get_inference(&self, id: &str) -> Result<Option<InferenceRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::get_inference(pool, id).await,
+            Backend::Postgres(pg) => pg.get_inference(id).await,
+        }
+    }
+
+    /// Deletes at most `limit` records created before `cutoff_ms` (unix milliseconds) in one
+    /// short statement; returns how many were deleted.
+    pub async fn delete_older_than(&self, cutoff_ms: i64, limit: usize) -> Result<u64, StoreError> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::delete_older_than(pool, cutoff_ms, limit).await,
+            Backend::Postgres(pg) => pg.delete_older_than(cutoff_ms, limit).await,
+        }
+    }
+
+    /// Deletes every record older than `retention`, `batch` rows per statement so writers
+    /// wait at most one small delete; returns how many were deleted. Stops early (between
+    /// batches) when `stop` is cancelled.
+    pub async fn purge_expired(
+        &self,
+        retention: Duration,
+        batch: usize,
+        stop: &CancellationToken,
+    ) -> Result<u64, StoreError> {
+        let cutoff_ms = now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let mut total = 0;
+        while !stop.is_cancelled() {
+            let deleted = self.delete_older_than(cutoff_ms, batch).await?;
+            total += deleted;
+            if deleted < batch.max(1) as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(total)
+    }
+
+    /// Spawns on `tracker` the task that runs [`Store::purge_expired`] at once and then every
+    /// [`RETENTION_PERIOD`] until `shutdown` is cancelled. `Recorder::spawn` calls this when
+    /// `[store] retention` is set.
+    pub fn spawn_retention(
+        &self,
+        retention: Duration,
+        batch: usize,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        let store = self.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(RETENTION_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = shutdown.cancelled() => break,
+                }
+                let purge = store.purge_expired(retention, batch, &shutdown);
+                let result = tokio::select! {
+                    result = purge => result,
+                    () = shutdown.cancelled() => break,
+                };
+                match result {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "expired inference records deleted"),
+                    Err(err) => {
+                        tracing::warn!(kind = err.kind(), error = %err, "retention delete failed")
+                    }
+                }
+            }
+            tracing::debug!("retention task stopped");
+        });
+    }
+}
+
+/// Wall-clock unix milliseconds, the clock `created_at_ms` is written in.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
