@@ -7,11 +7,11 @@
 # Steps: check the tools; build gardefou (release); start the upstream pinned to core 0 and
 # gardefou pinned to core 1 with bench/gardefou-bench.toml (recording ON to a SQLite file in a temp
 # dir); record idle RSS; run overhead.sh at RATE req/s (non-streaming at a fixed rate, max
-# throughput, streams), then again at HIGH_RATE req/s (fixed rate only); hold STREAMS concurrent
-# slow streams and sample gardefou's RSS at the peak; stop everything on exit.
+# throughput, streams), then again at HIGH_RATE req/s (fixed rate only); restart gardefou, hold
+# STREAMS concurrent slow streams and sample its RSS at the peak; stop everything on exit.
 #
 # Env (all optional):
-#   SHARED_BENCH   the shared rig's folder (default: ../shared/bench next to the repo)
+#   SHARED_BENCH   the shared rig's folder (when unset: ../shared/bench next to the repo)
 #   RUNS (3)  RATE (500)  HIGH_RATE (2000; 0 skips that phase)  STREAMS (1000; 0 skips)
 #   RATE_DURATION MAX_CONC MAX_DURATION STREAM_RATE STREAM_DURATION QUIET_WAIT ...  passed to overhead.sh
 #   GW_CPUS (1)  UPSTREAM_CPUS (0)  LOADGEN_CPUS (0)   taskset CPU lists
@@ -32,6 +32,7 @@ else
   echo "the shared bench rig is not at ../shared/bench (next to the repo): set SHARED_BENCH=<its folder>" >&2
   exit 2
 fi
+[[ -d "$SB" ]] || { echo "SHARED_BENCH=$SB is not a folder (it must point at the shared rig's folder)" >&2; exit 2; }
 SB="$(cd "$SB" && pwd)"
 for f in upstream.sh overhead.sh; do
   [[ -f "$SB/$f" ]] || { echo "$SB/$f is missing (SHARED_BENCH must point at the shared rig's folder)" >&2; exit 2; }
@@ -98,13 +99,16 @@ LOG="$PREFIX.txt"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gardefou-bench.XXXXXX")"
 GW_PID=""
+CHILD=""
+# Long steps run in the background and are waited for, so that a signal stops them at once.
+step() { "$@" & CHILD=$!; wait "$CHILD"; local rc=$?; CHILD=""; return $rc; }
 cleanup() {
   set +e
-  if [[ -n "$GW_PID" ]] && kill -0 "$GW_PID" 2>/dev/null; then
-    kill -TERM "$GW_PID"
-    for _ in $(seq 100); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$GW_PID" 2>/dev/null && kill -KILL "$GW_PID"
+  if [[ -n "$CHILD" ]]; then
+    pkill -TERM -P "$CHILD" 2>/dev/null  # oha / the load generator started by this step
+    kill -TERM "$CHILD" 2>/dev/null
   fi
+  stop_gateway >/dev/null
   bash "$SB/upstream.sh" stop >/dev/null
   rm -rf "$WORK"
 }
@@ -112,6 +116,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 exec > >(tee "$LOG") 2>&1
+
+# A private copy: a rebuild during the bench cannot swap the binary between two starts.
+cp "$BIN" "$WORK/gardefou"
+BIN="$WORK/gardefou"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
@@ -129,28 +137,40 @@ if (( $(ulimit -n) < want_fds )); then ulimit -n "$(( want_fds < hard_fds ? want
 # ---------------------------------------------------------------- start the upstream and gardefou
 bash "$SB/upstream.sh" start
 
-# Started inside the temp dir: the config's relative SQLite file lands there.
-(cd "$WORK" && exec taskset -c "$GW_CPUS" "$BIN" serve --config "$CONFIG" --listen "127.0.0.1:$GW_PORT" \
-  >"$WORK/gardefou.out" 2>"$WORK/gardefou.err") &
-GW_PID=$!
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1 && break
-  kill -0 "$GW_PID" 2>/dev/null || { cat "$WORK/gardefou.err" >&2; echo "gardefou exited at start" >&2; exit 1; }
-  sleep 0.1
-done
-curl -fsS "http://127.0.0.1:$GW_PORT/health" >/dev/null || { cat "$WORK/gardefou.err" >&2; exit 1; }
 GW_URL="http://127.0.0.1:$GW_PORT"
-echo "gardefou up: pid $GW_PID, $GW_URL, config bench/gardefou-bench.toml, recording to a SQLite file"
-sleep 1
-RSS_IDLE_KIB="$(rss_kib "$GW_PID")"
-echo "RSS idle at start: $(( RSS_IDLE_KIB / 1024 )) MiB ($RSS_IDLE_KIB KiB)"
+# Started inside the temp dir: the config's relative SQLite file lands there.
+start_gateway() {
+  (cd "$WORK" && exec taskset -c "$GW_CPUS" "$BIN" serve --config "$CONFIG" --listen "127.0.0.1:$GW_PORT" \
+    >"$WORK/gardefou.out" 2>>"$WORK/gardefou.err") &
+  GW_PID=$!
+  for _ in $(seq 100); do
+    curl -fsS "$GW_URL/health" >/dev/null 2>&1 && break
+    kill -0 "$GW_PID" 2>/dev/null || { cat "$WORK/gardefou.err" >&2; echo "gardefou exited at start" >&2; exit 1; }
+    sleep 0.1
+  done
+  curl -fsS "$GW_URL/health" >/dev/null || { cat "$WORK/gardefou.err" >&2; exit 1; }
+  sleep 2  # let start-up work finish before measuring idle memory
+  echo "gardefou up: pid $GW_PID, $GW_URL, config bench/gardefou-bench.toml, recording to a SQLite file;" \
+    "RSS idle $(( $(rss_kib "$GW_PID") / 1024 )) MiB"
+}
+# Stops gardefou; prints its last log line (inference records written and dropped).
+stop_gateway() {
+  [[ -n "$GW_PID" ]] && kill -0 "$GW_PID" 2>/dev/null || return 0
+  kill -TERM "$GW_PID"
+  for _ in $(seq 300); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$GW_PID" 2>/dev/null && kill -KILL "$GW_PID"
+  echo "gardefou: $(grep -a 'stopped' "$WORK/gardefou.err" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g')"
+  GW_PID=""
+}
+
+start_gateway
 
 # ---------------------------------------------------------------- overhead at RATE, max, streams
 echo
 echo "== overhead.sh: RATE=$RATE, RUNS=$RUNS"
 GW_PID="$GW_PID" GW_NAME=gardefou RUNS="$RUNS" RATE="$RATE" OUT="$PREFIX-rate$RATE.json" \
   NOTE="gardefou $COMMIT, bench/gardefou-bench.toml, recording on (SQLite), gardefou on cpu $GW_CPUS" \
-  bash "$SB/overhead.sh" "$GW_URL/v1" bench-chat bench-chat-stream
+  step bash "$SB/overhead.sh" "$GW_URL/v1" bench-chat bench-chat-stream
 
 # ---------------------------------------------------------------- overhead at HIGH_RATE
 if (( HIGH_RATE > 0 )); then
@@ -158,14 +178,16 @@ if (( HIGH_RATE > 0 )); then
   echo "== overhead.sh: RATE=$HIGH_RATE (fixed-rate phase only), RUNS=$RUNS"
   GW_PID="$GW_PID" GW_NAME=gardefou RUNS="$RUNS" RATE="$HIGH_RATE" SKIP=max,stream OUT="$PREFIX-rate$HIGH_RATE.json" \
     NOTE="gardefou $COMMIT, bench/gardefou-bench.toml, recording on (SQLite), gardefou on cpu $GW_CPUS" \
-    bash "$SB/overhead.sh" "$GW_URL/v1" bench-chat bench-chat-stream
+    step bash "$SB/overhead.sh" "$GW_URL/v1" bench-chat bench-chat-stream
 fi
 
 # ---------------------------------------------------------------- RSS with STREAMS open streams
 if (( STREAMS > 0 )); then
   echo
-  echo "== $STREAMS concurrent streams (route bench-hold: mock, one chunk every 250 ms)"
-  taskset -c "$LOADGEN_CPUS" python3 - "$GW_PORT" "$GW_PID" "$STREAMS" "$PREFIX-streams.json" <<'PY'
+  echo "== $STREAMS concurrent streams (route bench-hold: mock, one chunk every 250 ms), on a fresh gardefou"
+  stop_gateway
+  start_gateway
+  cat > "$WORK/hold_streams.py" <<'PY'
 """Holds N concurrent streaming chat requests open and samples the gateway's VmRSS meanwhile."""
 import asyncio, json, sys, time
 
@@ -265,11 +287,9 @@ async def main():
 
 asyncio.run(main())
 PY
+  step taskset -c "$LOADGEN_CPUS" python3 "$WORK/hold_streams.py" "$GW_PORT" "$GW_PID" "$STREAMS" "$PREFIX-streams.json"
 fi
 
-# ---------------------------------------------------------------- stop; the last log line counts records
 echo
-kill -TERM "$GW_PID"
-for _ in $(seq 300); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-echo "gardefou: $(grep -a 'stopped' "$WORK/gardefou.err" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g')"
+stop_gateway
 echo "results: bench/results/$(basename "$PREFIX")*"
