@@ -1,4 +1,4 @@
-//! The command line: `serve`, `config check`, `logs`. Errors are one line with the reason.
+//! The command line: `serve`, `config check`, `logs`, `usage`. Errors are one line with the reason.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gardefou_core::config::Config;
-use gardefou_store::{InferenceRecord, LogFilter, Store};
+use gardefou_store::{
+    Bucket, Dimension, InferenceRecord, LogFilter, Store, UsageFilter, UsageQuery, UsageReport,
+};
 use tokio_util::task::TaskTracker;
 
 use crate::state::{AppState, ConfigSource};
@@ -32,6 +34,8 @@ pub enum Command {
     Config(ConfigCommand),
     /// List recent inferences.
     Logs(LogsArgs),
+    /// Usage analytics: requests, tokens, cost, errors and latency, grouped and bucketed.
+    Usage(UsageArgs),
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +83,48 @@ pub struct LogsArgs {
     pub json: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct UsageArgs {
+    /// Config file whose store to read [default: as for `serve`]
+    #[arg(long, short, env = "GARDEFOU_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL, instead of the config's `store.database_url`
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Group by up to 3 of team, product, key, route, model, provider, endpoint, tag:<name>
+    #[arg(long, value_delimiter = ',', value_parser = parse_dimension)]
+    pub by: Vec<Dimension>,
+    /// The range: this long until now (e.g. 1h, 24h, 30d)
+    #[arg(long, value_parser = humantime_duration, default_value = "24h")]
+    pub since: Duration,
+    /// Time buckets: minute, hour or day [default: one row per group]
+    #[arg(long, value_parser = parse_bucket)]
+    pub bucket: Option<Bucket>,
+    #[arg(long)]
+    pub team: Option<String>,
+    #[arg(long)]
+    pub product: Option<String>,
+    #[arg(long)]
+    pub route: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub key: Option<String>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// JSON lines (one row each) instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_dimension(s: &str) -> Result<Dimension, String> {
+    s.parse().map_err(|e: gardefou_store::StoreError| e.to_string())
+}
+
+fn parse_bucket(s: &str) -> Result<Bucket, String> {
+    s.parse().map_err(|e: gardefou_store::StoreError| e.to_string())
+}
+
 fn humantime_duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration like 30s, 15m, 1h or 2d"))
 }
@@ -111,6 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args).await,
         Command::Config(ConfigCommand::Check { file }) => Ok(check(&file)),
         Command::Logs(args) => logs(args).await,
+        Command::Usage(args) => usage(args).await,
     }
 }
 
@@ -162,6 +209,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     stop.cancel();
     tracing::info!("flushing inference records");
     state.recorder().shutdown().await;
+    state.traces().shutdown().await;
     tracker.close();
     tracker.wait().await;
     tracing::info!(
@@ -214,18 +262,130 @@ async fn reload_on_sighup(state: AppState, stop: tokio_util::sync::CancellationT
     stop.cancelled().await;
 }
 
-async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let url = match args.database {
+/// The store of `--database`, else of the config; `None` after printing a config error.
+async fn open_store(database: Option<String>, config: Option<PathBuf>) -> anyhow::Result<Option<Store>> {
+    let url = match database {
         Some(u) => u,
-        None => match config_source(args.config).load() {
+        None => match config_source(config).load() {
             Ok(c) => c.store.database_url,
             Err(e) => {
                 eprintln!("{e}");
-                return Ok(ExitCode::FAILURE);
+                return Ok(None);
             }
         },
     };
-    let store = Store::connect(&url).await.with_context(|| format!("cannot open the store {url}"))?;
+    Ok(Some(Store::connect(&url).await.with_context(|| format!("cannot open the store {url}"))?))
+}
+
+async fn usage(args: UsageArgs) -> anyhow::Result<ExitCode> {
+    let Some(store) = open_store(args.database, args.config).await? else { return Ok(ExitCode::FAILURE) };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let to_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+    let query = UsageQuery {
+        from_ms: to_ms.saturating_sub(i64::try_from(args.since.as_millis()).unwrap_or(i64::MAX)),
+        to_ms,
+        group_by: args.by,
+        bucket: args.bucket,
+        filter: UsageFilter {
+            team: args.team,
+            product: args.product,
+            route: args.route,
+            model: args.model,
+            key: args.key,
+            provider: args.provider,
+        },
+    };
+    let report = match store.usage(&query).await {
+        Ok(r) => r,
+        Err(e @ gardefou_store::StoreError::InvalidUsageQuery { .. }) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        let mut out = String::new();
+        for row in &report.rows {
+            out.push_str(&serde_json::to_string(row)?);
+            out.push('\n');
+        }
+        print!("{out}");
+    } else {
+        print!("{}", usage_table(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn usage_table(report: &UsageReport) -> String {
+    let mut head: Vec<String> = Vec::new();
+    if report.bucket.is_some() {
+        head.push("bucket (UTC)".into());
+    }
+    head.extend(report.group_by.iter().cloned());
+    for h in [
+        "requests",
+        "errors %",
+        "avail %",
+        "tokens in/cached/out",
+        "cost $",
+        "unpriced",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "ttft p50",
+    ] {
+        head.push(h.into());
+    }
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+    let mut lines = vec![head];
+    for r in &report.rows {
+        let mut l: Vec<String> = Vec::new();
+        if let Some(b) = r.bucket_start {
+            l.push(format_time(b)[..16].to_owned());
+        }
+        for g in &report.group_by {
+            l.push(r.group.get(g).cloned().flatten().unwrap_or_else(|| "-".into()));
+        }
+        l.extend([
+            r.requests.to_string(),
+            format!("{:.2}", r.error_rate * 100.0),
+            format!("{:.2}", r.availability * 100.0),
+            format!("{}/{}/{}", r.input_tokens, r.cached_input_tokens, r.output_tokens),
+            format!("{:.4}", r.cost_usd),
+            r.unknown_cost.to_string(),
+            ms(r.latency_ms.p50),
+            ms(r.latency_ms.p95),
+            ms(r.latency_ms.p99),
+            ms(r.ttft_ms.p50),
+        ]);
+        lines.push(l);
+    }
+    let mut out = align(&lines);
+    if report.rows.is_empty() {
+        out.push_str("(no usage in this range)\n");
+    }
+    out
+}
+
+/// Left-aligned columns two spaces apart.
+fn align(lines: &[Vec<String>]) -> String {
+    let mut widths = vec![0usize; lines.first().map_or(0, Vec::len)];
+    for l in lines {
+        for (w, c) in widths.iter_mut().zip(l) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for l in lines {
+        let cells: Vec<String> = l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let Some(store) = open_store(args.database, args.config).await? else { return Ok(ExitCode::FAILURE) };
     let since_ms = args.since.map(|d| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         i64::try_from(now.saturating_sub(d).as_millis()).unwrap_or(0)

@@ -10,7 +10,7 @@ use gardefou_store::{Recorder, Store};
 use tokio_util::task::TaskTracker;
 
 use crate::runtime::{HealthRegistry, Runtime};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Traces};
 
 /// Where the live config comes from, for reloads.
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ struct Inner {
     health: HealthRegistry,
     recorder: Recorder,
     metrics: Metrics,
+    /// Fixed at start: `[telemetry]` changes take effect at the next restart.
+    traces: Traces,
     store: Store,
     source: ConfigSource,
     tracker: TaskTracker,
@@ -57,6 +59,10 @@ struct Inner {
 impl AppState {
     pub fn new(config: Config, source: ConfigSource, store: Store, tracker: TaskTracker) -> AppState {
         let recorder = Recorder::spawn(store.clone(), &config.store, &tracker);
+        let traces = Traces::from_config(config.telemetry.as_ref()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "trace export is off");
+            Traces::default()
+        });
         let health = HealthRegistry::default();
         let runtime = Runtime::build(config, &health);
         AppState {
@@ -65,6 +71,7 @@ impl AppState {
                 health,
                 recorder,
                 metrics: Metrics::new(),
+                traces,
                 store,
                 source,
                 tracker,
@@ -84,6 +91,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub fn traces(&self) -> &Traces {
+        &self.inner.traces
     }
 
     pub fn store(&self) -> &Store {

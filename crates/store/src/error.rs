@@ -22,15 +22,22 @@ pub enum StoreError {
     /// writer logs it and counts the records it could not keep as dropped).
     #[error("spill file {path}: {source}")]
     Spill { path: String, source: std::io::Error },
+    /// 400: a usage query that cannot be answered as asked (empty range, unknown dimension or
+    /// bucket, too many dimensions or result rows); `param` names the offending parameter.
+    #[error("{message}")]
+    InvalidUsageQuery { param: &'static str, message: String },
     /// 500: a stored value is out of range for its field (e.g. a status that is not a u16).
     #[error("stored row {id} has an invalid {column}: {reason}")]
     Corrupt { id: String, column: &'static str, reason: String },
 }
 
 impl StoreError {
-    /// Storage failures are always ours.
+    /// Storage failures are ours; a bad usage query is the client's.
     pub fn fault(&self) -> Fault {
-        Fault::Internal
+        match self {
+            StoreError::InvalidUsageQuery { .. } => Fault::Client,
+            _ => Fault::Internal,
+        }
     }
 
     /// True when trying the same operation again may succeed (a busy or locked database, a
@@ -66,6 +73,7 @@ impl StoreError {
             StoreError::Json { .. } => "json",
             StoreError::Spill { .. } => "spill",
             StoreError::Corrupt { .. } => "corrupt",
+            StoreError::InvalidUsageQuery { .. } => "invalid_usage_query",
         }
     }
 }

@@ -8,18 +8,23 @@
 //! - `codec`: row (de)serialization and query pieces shared by both backends.
 //! - `writer`: `Recorder`, the bounded queue and its tracked writer task.
 //! - `spill`: the bounded spill file the writer falls back to, and its replay.
+//! - `usage`: usage analytics queries (`Store::usage`), their validation and percentiles.
+//! - `rollup`: the `usage_*` rollup tables: batch aggregation, upserts, the read plan.
 //! - `error`: `StoreError`.
 
 mod codec;
 mod error;
 mod postgres;
 mod record;
+mod rollup;
 mod spill;
 mod sqlite;
 mod store;
+pub mod usage;
 mod writer;
 
 pub use error::StoreError;
 pub use record::{Attempt, InferenceRecord, LogFilter};
 pub use store::{Store, RETENTION_PERIOD};
+pub use usage::{Bucket, Dimension, UsageFilter, UsageQuery, UsageReport, UsageRow};
 pub use writer::{Recorder, MAX_WAITING};

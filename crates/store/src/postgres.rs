@@ -14,8 +14,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 use tokio::sync::OnceCell;
 
+use std::collections::HashSet;
+
 use crate::codec::{self, COLUMNS};
 use crate::record::{InferenceRecord, LogFilter};
+use crate::rollup::{self, Groups, Rollup, Segment};
+use crate::usage::UsageQuery;
 use crate::StoreError;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -25,6 +29,8 @@ const MAX_CONNECTIONS: u32 = 8;
 /// How long a call waits for a connection (including connecting) before it fails, so a down
 /// server turns into a spilled batch within seconds rather than stalling the writer.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Postgres allows 65,535 bind parameters per statement.
+const ROLLUP_ROWS_PER_STATEMENT: usize = 65_535 / rollup::PARAMS_PER_ROW;
 
 /// `COLUMNS` as `codec::decode` reads them: `status` widened, JSONB as text.
 const SELECT_COLUMNS: &str =
@@ -87,8 +93,11 @@ impl Pg {
 
     /// One statement for the whole batch: 26 arrays bound once each, whatever the row count
     /// (a multi-row `VALUES` would hit the 65,535 bind-parameter limit at 2,520 rows).
+    /// `RETURNING id` names the rows actually inserted; only those are added to the usage
+    /// rollups, in the same transaction.
     pub(crate) async fn insert_batch(&self, records: &[InferenceRecord]) -> Result<(), StoreError> {
         let pool = self.ready().await?;
+        let mut tx = pool.begin().await?;
         let n = records.len();
         let mut c = Columns::with_capacity(n);
         for r in records {
@@ -100,9 +109,9 @@ impl Pg {
              product, end_user, status, error_kind, error_message, stream, input_tokens, \
              cached_input_tokens, output_tokens, reasoning_tokens, tokens_estimated, cost_usd, \
              latency_ms, ttft_ms, finish_reason, attempts::jsonb, tags::jsonb \
-             FROM UNNEST({UNNEST_TYPES}) AS t({COLUMNS}) ON CONFLICT (id) DO NOTHING"
+             FROM UNNEST({UNNEST_TYPES}) AS t({COLUMNS}) ON CONFLICT (id) DO NOTHING RETURNING id"
         );
-        sqlx::query(&sql)
+        let inserted: HashSet<String> = sqlx::query_scalar(&sql)
             .bind(c.id)
             .bind(c.created_at_ms)
             .bind(c.request_id)
@@ -129,8 +138,22 @@ impl Pg {
             .bind(c.finish_reason)
             .bind(c.attempts)
             .bind(c.tags)
-            .execute(pool)
-            .await?;
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        // Ids as stored (NUL replaced), so match them against the records the same way.
+        let scrubbed: Vec<InferenceRecord>;
+        let records = if records.iter().any(|r| r.id.contains('\0')) {
+            scrubbed = records.iter().map(|r| InferenceRecord { id: text(&r.id), ..r.clone() }).collect();
+            &scrubbed
+        } else {
+            records
+        };
+        for mut stmt in Rollup::of(records, &inserted).statements::<Postgres>(ROLLUP_ROWS_PER_STATEMENT) {
+            stmt.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -153,6 +176,22 @@ impl Pg {
             .fetch_optional(pool)
             .await?;
         row.as_ref().map(codec::decode).transpose()
+    }
+
+    /// Reads one segment of a usage query into `groups`.
+    pub(crate) async fn usage_segment(
+        &self,
+        q: &UsageQuery,
+        seg: Segment,
+        bucket_ms: i64,
+        groups: &mut Groups,
+    ) -> Result<(), StoreError> {
+        let pool = self.ready().await?;
+        let rows = rollup::select::<Postgres>(q, seg, bucket_ms, "SUM").build().fetch_all(pool).await?;
+        for row in &rows {
+            rollup::merge_row(row, q.group_by.len(), groups)?;
+        }
+        Ok(())
     }
 
     /// Deletes at most `limit` records created before `cutoff_ms`; returns how many went.

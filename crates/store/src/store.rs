@@ -10,6 +10,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::postgres::Pg;
 use crate::record::{InferenceRecord, LogFilter};
+use crate::rollup::{self, Grain, Groups};
+use crate::usage::{self, Bucket, UsageQuery, UsageReport, MAX_RESULT_ROWS};
 use crate::{sqlite, StoreError};
 
 /// How often the retention task looks for expired records.
@@ -77,7 +79,8 @@ impl Store {
     }
 
     /// Inserts `records` atomically: all or none. A record whose id is already stored is
-    /// skipped rather than failing the whole batch (`ON CONFLICT (id) DO NOTHING`).
+    /// skipped rather than failing the whole batch (`ON CONFLICT (id) DO NOTHING`). In the same
+    /// transaction, the records actually inserted are added to the usage rollups.
     pub async fn insert_batch(&self, records: &[InferenceRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
@@ -94,6 +97,49 @@ impl Store {
             Backend::Sqlite(pool) => sqlite::list_inferences(pool, filter).await,
             Backend::Postgres(pg) => pg.list_inferences(filter).await,
         }
+    }
+
+    /// Usage over a time range from the rollup tables, grouped and bucketed as asked.
+    /// `StoreError::InvalidUsageQuery` (a 400) when the query is invalid or would return more
+    /// than [`MAX_RESULT_ROWS`] rows.
+    pub async fn usage(&self, q: &UsageQuery) -> Result<UsageReport, StoreError> {
+        q.validate()?;
+        let grain = match q.bucket {
+            Some(Bucket::Minute) => Grain::Minute,
+            Some(Bucket::Hour) => Grain::Hour,
+            Some(Bucket::Day) | None => Grain::Day,
+        };
+        let bucket_ms = q.bucket.map_or(0, Bucket::ms);
+        // The segments (edge minutes, hours, whole days) run concurrently, each on a connection
+        // of its own: on 2 cores this nearly halves a 24-hour query.
+        let shared = Arc::new(q.clone());
+        let mut tasks = tokio::task::JoinSet::new();
+        for seg in rollup::plan(q.from_ms, q.to_ms, grain) {
+            let (backend, q) = (self.backend.clone(), Arc::clone(&shared));
+            tasks.spawn(async move {
+                let mut groups = Groups::new();
+                match &backend {
+                    Backend::Sqlite(pool) => {
+                        sqlite::usage_segment(pool, &q, seg, bucket_ms, &mut groups).await?
+                    }
+                    Backend::Postgres(pg) => pg.usage_segment(&q, seg, bucket_ms, &mut groups).await?,
+                }
+                Ok::<_, StoreError>(groups)
+            });
+        }
+        let mut groups = Groups::new();
+        while let Some(done) = tasks.join_next().await {
+            let part = done.map_err(|e| {
+                StoreError::Database(sqlx::Error::Protocol(format!("usage query task: {e}")))
+            })??;
+            for (key, counters) in part {
+                groups.entry(key).or_default().merge(&counters);
+            }
+            if groups.len() > MAX_RESULT_ROWS {
+                return Err(usage::too_many_rows());
+            }
+        }
+        Ok(usage::report(q, groups))
     }
 
     /// The record with this id, if stored.

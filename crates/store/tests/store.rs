@@ -6,6 +6,8 @@
 
 #[macro_use]
 mod support;
+#[path = "usage/mod.rs"]
+mod usage;
 
 use std::time::{Duration, Instant};
 

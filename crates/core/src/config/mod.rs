@@ -20,6 +20,8 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     pub routes: BTreeMap<String, RouteConfig>,
+    /// `None` when the file has no `[telemetry]` section: nothing is exported.
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 impl Config {
@@ -50,6 +52,30 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long a client may take to send its request body (408 after).
     pub body_read_timeout: Duration,
+}
+
+/// How spans reach the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    /// Protobuf over HTTP: `POST {endpoint}/v1/traces`.
+    HttpProtobuf,
+}
+
+/// `[telemetry]`: a span per inference, exported over OTLP.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: String,
+    pub otlp_protocol: OtlpProtocol,
+    pub service_name: String,
+    /// Fraction of new traces sampled (0..=1); a client's `traceparent` decides for its own.
+    pub sample_ratio: f64,
+    /// Prompt and completion content on spans (`gen_ai.input.messages`, `gen_ai.output.messages`).
+    pub capture_content: bool,
+    /// Headers (gRPC metadata) for the collector, as secret references.
+    pub headers: Vec<(String, SecretRef)>,
+    /// The batch processor's scheduled delay.
+    pub export_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub models: BTreeMap<Spanned<String>, RawModel>,
     #[serde(default)]
     pub routes: BTreeMap<Spanned<String>, RawRoute>,
+    /// Absent = no trace export at all.
+    pub telemetry: Option<Spanned<RawTelemetry>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -168,4 +170,22 @@ pub struct RawBreaker {
     pub min_requests: Option<Spanned<i64>>,
     pub window: Option<Spanned<String>>,
     pub cooldown: Option<Spanned<String>>,
+}
+
+/// `[telemetry]`: OpenTelemetry traces over OTLP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Spanned<String>,
+    /// `"grpc"` (default) or `"http/protobuf"`.
+    pub otlp_protocol: Option<Spanned<String>>,
+    pub service_name: Option<Spanned<String>>,
+    pub sample_ratio: Option<Spanned<f64>>,
+    /// Prompt and completion content on spans; off unless set.
+    pub capture_content: Option<bool>,
+    /// Headers (or gRPC metadata) sent to the collector; values are secret references.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// The batch processor's scheduled delay (default 5s).
+    pub export_interval: Option<Spanned<String>>,
 }

@@ -10,6 +10,8 @@ use toml::Spanned;
 use super::raw::{self, RawConfig};
 use super::*;
 
+mod telemetry;
+
 pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let cx = Cx { text, file };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
@@ -90,7 +92,8 @@ impl Cx<'_> {
             let cfg = self.route(name, r, &models)?;
             routes.insert(name.get_ref().clone(), cfg);
         }
-        Ok(Config { server, store, providers, models, routes })
+        let telemetry = raw.telemetry.as_ref().map(|t| self.telemetry(t)).transpose()?;
+        Ok(Config { server, store, providers, models, routes, telemetry })
     }
 
     fn server(&self, s: &raw::RawServer) -> R<ServerConfig> {

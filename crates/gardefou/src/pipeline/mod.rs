@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use self::call::{call_route, Needs};
 use self::record::{Inflight, Outcome};
 use crate::runtime::{Route, Runtime, TargetRt};
+use crate::telemetry::{TraceStart, Traces};
 use crate::tokens;
 
 /// A streamed answer whose first chunk has arrived: from here on the client gets a 200.
@@ -96,10 +97,17 @@ fn check(req: &ChatRequest) -> Result<Needs, Error> {
     })
 }
 
-fn options(route: &Route, remaining: Duration) -> CallOptions {
+/// Options of one provider call; with traces on, it reserves the call's span and sends its
+/// `traceparent` upstream.
+fn options(
+    route: &Route,
+    remaining: Duration,
+    traces: &Traces,
+    trace: &mut Option<TraceStart>,
+) -> CallOptions {
     CallOptions {
         first_byte_timeout: Some(route.config.timeouts.first_byte.min(remaining)),
-        headers: Vec::new(),
+        headers: trace.as_mut().map(|t| t.next_attempt(traces)).unwrap_or_default(),
     }
 }
 
@@ -112,27 +120,35 @@ pub async fn chat(
     let route = route(rt, &req.model)?;
     inflight.set_route(&route.config.name);
     let needs = check(req)?;
+    inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
+    inflight.capture_input(&req.messages);
     let deadline = Instant::now() + route.config.timeouts.total;
     let metrics = inflight_metrics(inflight);
-    let (resp, target) =
-        call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
-            let opts = options(route, left);
-            let first_byte = route.config.timeouts.first_byte.min(left);
-            async move {
-                check_supported(route, t, p, req)?;
-                match tokio::time::timeout(first_byte, p.chat(&t.model, req, &opts)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::Timeout { provider: t.model.provider.clone(), phase: "first byte" }),
-                }
+    let traces = inflight.traces().clone();
+    let mut trace = inflight.take_trace();
+    let result = call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
+        let opts = options(route, left, &traces, &mut trace);
+        let first_byte = route.config.timeouts.first_byte.min(left);
+        async move {
+            check_supported(route, t, p, req)?;
+            match tokio::time::timeout(first_byte, p.chat(&t.model, req, &opts)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout { provider: t.model.provider.clone(), phase: "first byte" }),
             }
-        })
-        .await?;
+        }
+    })
+    .await;
+    inflight.put_trace(trace);
+    let (resp, target) = result?;
     inflight.set_model(&target.model);
     let (usage, estimated) = match resp.usage {
         Some(u) => (u, false),
         None => (estimate_usage(&target.model.upstream, req, &resp), true),
     };
     let finish_reason = resp.choices.first().and_then(|c| c.finish_reason);
+    if let Some(c) = resp.choices.first() {
+        inflight.capture_output(c.message.content.as_deref().unwrap_or_default(), finish_reason);
+    }
     let dropped_params = dropped(target, req);
     Ok((resp, Outcome { usage: Some(usage), tokens_estimated: estimated, finish_reason, dropped_params }))
 }
@@ -147,32 +163,37 @@ pub async fn chat_stream(
     let route = route(rt, &req.model)?;
     inflight.set_route(&route.config.name);
     let needs = check(req)?;
+    inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
+    inflight.capture_input(&req.messages);
     let deadline = Instant::now() + route.config.timeouts.total;
     let metrics = inflight_metrics(inflight);
-    let ((first, rest), target) =
-        call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
-            let opts = options(route, left);
-            let first_byte = route.config.timeouts.first_byte.min(left);
-            async move {
-                check_supported(route, t, p, req)?;
-                let started = async {
-                    let mut s = p.chat_stream(&t.model, req, &opts).await?;
-                    match s.next().await {
-                        Some(Ok(first)) => Ok((first, s)),
-                        Some(Err(e)) => Err(e),
-                        None => Err(Error::BadResponse {
-                            provider: t.model.provider.clone(),
-                            message: "the stream ended before its first chunk".to_owned(),
-                        }),
-                    }
-                };
-                match tokio::time::timeout(first_byte, started).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::Timeout { provider: t.model.provider.clone(), phase: "first byte" }),
+    let traces = inflight.traces().clone();
+    let mut trace = inflight.take_trace();
+    let result = call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
+        let opts = options(route, left, &traces, &mut trace);
+        let first_byte = route.config.timeouts.first_byte.min(left);
+        async move {
+            check_supported(route, t, p, req)?;
+            let started = async {
+                let mut s = p.chat_stream(&t.model, req, &opts).await?;
+                match s.next().await {
+                    Some(Ok(first)) => Ok((first, s)),
+                    Some(Err(e)) => Err(e),
+                    None => Err(Error::BadResponse {
+                        provider: t.model.provider.clone(),
+                        message: "the stream ended before its first chunk".to_owned(),
+                    }),
                 }
+            };
+            match tokio::time::timeout(first_byte, started).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout { provider: t.model.provider.clone(), phase: "first byte" }),
             }
-        })
-        .await?;
+        }
+    })
+    .await;
+    inflight.put_trace(trace);
+    let ((first, rest), target) = result?;
     inflight.set_model(&target.model);
     inflight.mark_first_token();
     Ok(StartedStream { first, rest, dropped_params: dropped(target, req), target: target.clone() })
@@ -192,12 +213,15 @@ pub async fn embeddings(
     let deadline = Instant::now() + route.config.timeouts.total;
     let metrics = inflight_metrics(inflight);
     let needs = Needs { embeddings: true, ..Needs::default() };
-    let (resp, target) =
-        call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
-            let opts = options(route, left);
-            async move { p.embed(&t.model, req, &opts).await }
-        })
-        .await?;
+    let traces = inflight.traces().clone();
+    let mut trace = inflight.take_trace();
+    let result = call_route(route, needs, deadline, &metrics, &mut inflight.attempts, |t, p, left| {
+        let opts = options(route, left, &traces, &mut trace);
+        async move { p.embed(&t.model, req, &opts).await }
+    })
+    .await;
+    inflight.put_trace(trace);
+    let (resp, target) = result?;
     inflight.set_model(&target.model);
     let usage = Usage { input: resp.usage.prompt_tokens, ..Usage::default() };
     Ok((resp, Outcome { usage: Some(usage), ..Outcome::default() }))

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use gardefou_core::chat::{FinishReason, Usage};
+use gardefou_core::chat::{FinishReason, Message, Role, Usage};
 use gardefou_core::config::ModelConfig;
 use gardefou_core::cost::cost_usd;
 use gardefou_core::Error;
@@ -13,6 +13,8 @@ use gardefou_store::{Attempt, InferenceRecord};
 
 use crate::state::AppState;
 use crate::telemetry::metrics::{status_class, ErrorLabels, ModelLabels, RequestLabels, TokenLabels};
+use crate::telemetry::otel::{self, SpanInput};
+use crate::telemetry::{TraceStart, Traces};
 
 /// Status recorded when the client disconnected before the answer was complete.
 pub const CLIENT_CLOSED: u16 = 499;
@@ -25,6 +27,9 @@ pub struct Caller {
     pub product: Option<String>,
     pub end_user: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// W3C trace context sent by the client (`traceparent`, `tracestate`).
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 /// Mutable access to the caller's tags of an in-flight record.
@@ -43,6 +48,12 @@ pub struct Inflight {
     pub attempts: Vec<Attempt>,
     model: Option<std::sync::Arc<ModelConfig>>,
     ttft: Option<f64>,
+    /// Span ids, when traces are exported.
+    trace: Option<TraceStart>,
+    /// `max_tokens` and `temperature` as requested, for the span.
+    params: (Option<u32>, Option<f32>),
+    /// Prompt and answer as GenAI-convention JSON, only when `capture_content` is on.
+    content: (Option<String>, Option<String>),
 }
 
 /// How an answer ended, for the record.
@@ -64,6 +75,7 @@ impl Inflight {
         stream: bool,
         caller: Caller,
     ) -> Self {
+        let trace = app.traces().start(caller.traceparent.as_deref(), caller.tracestate.as_deref());
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -101,6 +113,42 @@ impl Inflight {
             attempts: Vec::new(),
             model: None,
             ttft: None,
+            trace,
+            params: (None, None),
+            content: (None, None),
+        }
+    }
+
+    /// Takes the span ids for the provider calls; give them back with `put_trace`.
+    pub fn take_trace(&mut self) -> Option<TraceStart> {
+        self.trace.take()
+    }
+
+    pub fn put_trace(&mut self, trace: Option<TraceStart>) {
+        self.trace = trace;
+    }
+
+    pub fn traces(&self) -> &Traces {
+        self.app.traces()
+    }
+
+    pub fn set_params(&mut self, max_tokens: Option<u32>, temperature: Option<f32>) {
+        self.params = (max_tokens, temperature);
+    }
+
+    /// Keeps the prompt for the span; does nothing unless `capture_content` is on.
+    pub fn capture_input(&mut self, messages: &[Message]) {
+        if self.trace.is_some() && self.app.traces().capture_content() {
+            let v: Vec<_> = messages.iter().map(|m| genai_message(m.role, &m.text_content(), None)).collect();
+            self.content.0 = serde_json::to_string(&v).ok();
+        }
+    }
+
+    /// Keeps the answer for the span; does nothing unless `capture_content` is on.
+    pub fn capture_output(&mut self, text: &str, finish: Option<FinishReason>) {
+        if self.trace.is_some() && self.app.traces().capture_content() {
+            let v = [genai_message(Role::Assistant, text, finish)];
+            self.content.1 = serde_json::to_string(&v).ok();
         }
     }
 
@@ -233,8 +281,37 @@ impl Inflight {
         if let Some(t) = self.ttft {
             m.ttft().get_or_create(&labels).observe(t);
         }
+        if let Some(trace) = self.trace.take() {
+            let kind = rec.provider.as_ref().and_then(|p| {
+                self.app.runtime().config.providers.get(p).map(|c| otel::provider_system(c.kind))
+            });
+            self.app.traces().export(
+                trace,
+                SpanInput {
+                    rec: &rec,
+                    provider_system: kind,
+                    response_model: model.as_ref().map(|m| m.upstream.as_str()),
+                    max_tokens: self.params.0,
+                    temperature: self.params.1,
+                    input_messages: self.content.0.as_deref(),
+                    output_messages: self.content.1.as_deref(),
+                },
+            );
+        }
         self.app.recorder().record(rec);
     }
+}
+
+/// One message in the GenAI conventions' shape: `{"role", "parts": [{"type": "text", …}]}`.
+fn genai_message(role: Role, text: &str, finish: Option<FinishReason>) -> serde_json::Value {
+    let mut m = serde_json::json!({
+        "role": role,
+        "parts": [{ "type": "text", "content": text }],
+    });
+    if let (Some(f), Some(obj)) = (finish, m.as_object_mut()) {
+        obj.insert("finish_reason".to_owned(), f.as_str().into());
+    }
+    m
 }
 
 impl Drop for Inflight {

@@ -146,7 +146,8 @@ impl State {
             }
         }
         buf.put_slice(b"data: [DONE]\n\n");
-        if let Some(inflight) = self.inflight.take() {
+        if let Some(mut inflight) = self.inflight.take() {
+            inflight.capture_output(&self.text, self.finish);
             inflight.finish_ok(Outcome {
                 usage,
                 tokens_estimated: estimated,

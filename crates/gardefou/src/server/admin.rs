@@ -11,7 +11,8 @@ use serde_json::json;
 use super::error::ApiError;
 use crate::state::AppState;
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Ok when `server.admin_token` is unset or the request carries it as a bearer token.
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let rt = state.runtime();
     let Some(token_ref) = &rt.config.server.admin_token else { return Ok(()) };
     let expected = token_ref

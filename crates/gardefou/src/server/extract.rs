@@ -113,6 +113,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             product: h("x-gardefou-product")?,
             end_user: h("x-gardefou-user")?,
             tags,
+            traceparent: parts.headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned),
+            tracestate: parts.headers.get("tracestate").and_then(|v| v.to_str().ok()).map(str::to_owned),
         })
     }
 }

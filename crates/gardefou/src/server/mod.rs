@@ -1,5 +1,5 @@
 //! The HTTP server: which path goes to which handler, and the few HTTP-generic layers. This file
-//! holds only that list; handlers live in `handlers`, `admin`.
+//! holds only that list; handlers live in `handlers`, `admin`, `usage`.
 //!
 //! Every request passes, in order: (1) request id — the client's `x-request-id` or a new one,
 //! echoed on the response; (2) panic catcher — a bug becomes a 500 in OpenAI's shape, never a
@@ -10,6 +10,7 @@ mod anthropic;
 mod error;
 mod extract;
 mod handlers;
+mod usage;
 
 use std::future::{Future, IntoFuture};
 
@@ -42,6 +43,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(handlers::metrics))
         .route("/admin/reload", post(admin::reload))
         .route("/admin/config", get(admin::config))
+        .route("/admin/usage", get(usage::usage))
         .fallback(handlers::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(admin::panic_response))
         .layer(middleware::from_fn(request_id))

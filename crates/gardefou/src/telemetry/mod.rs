@@ -1,8 +1,15 @@
-//! What gardefou tells the outside about itself: Prometheus metrics and logs.
+//! What gardefou tells the outside about itself: Prometheus metrics, logs and (cargo feature
+//! `otel`) OpenTelemetry traces.
 
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
+#[cfg(not(feature = "otel"))]
+#[path = "otel_off.rs"]
+pub mod otel;
 
 pub use metrics::Metrics;
+pub use otel::{TraceStart, Traces};
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`), `GARDEFOU_LOG_FORMAT=json` for JSON lines.
 pub fn init_logs() {

@@ -9,6 +9,8 @@ mod dashboards;
 mod harness;
 mod matrix;
 mod messages;
+mod otel;
 mod params;
 mod reload;
 mod resilience;
+mod usage;
