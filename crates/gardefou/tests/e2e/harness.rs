@@ -1,8 +1,11 @@
-//! A gateway on 127.0.0.1:0 with its own config file and SQLite store in a fresh temp dir, and
-//! small fake upstreams speaking OpenAI's wire format.
+//! A gateway on 127.0.0.1:0 with its own config file and SQLite store in a fresh temp dir,
+//! small fake upstreams speaking OpenAI's wire format, and the runner of the Python client
+//! scripts against a real gardefou process.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -180,3 +183,60 @@ pub const MOCK: &str = r#"
 [providers.demo]
 kind = "mock"
 "#;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn python_can_import(modules: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs the Python script `tests/e2e/{script}` against a real gardefou process (the binary on
+/// tests/e2e/gardefou-e2e.toml, port 0, its address read from stdout) and returns the script's
+/// stdout, once it has exited successfully and reported ` passed, 0 failed`.
+///
+/// `import_check` names the modules the script needs (`openai, langchain_openai`); `pip_hint`
+/// says which packages provide them. When they are missing the test is skipped (`None`) outside
+/// CI, and fails in CI, where `.ci/run` installs tests/e2e/requirements.txt.
+pub fn run_python_clients(script: &str, import_check: &str, pip_hint: &str) -> Option<String> {
+    if !python_can_import(import_check) {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have {pip_hint} (pip install -r tests/e2e/requirements.txt)"
+        );
+        eprintln!("skipped {script}: pip install -r tests/e2e/requirements.txt to run it");
+        return None;
+    }
+    let root = repo_root();
+    let dir = temp_dir();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_gardefou"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(root.join("tests/e2e/gardefou-e2e.toml"))
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let out = Command::new("python3").arg(root.join("tests/e2e").join(script)).arg(&base).output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    Some(stdout)
+}

@@ -2,10 +2,6 @@
 //! by the mock and by an OpenAI-compatible upstream: shapes, stream events, errors, recording;
 //! and the official `anthropic` Python SDK, unchanged, against a real gardefou process.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
 use serde_json::{json, Value};
 
 use crate::harness::*;
@@ -517,54 +513,11 @@ async fn count_tokens_counts_the_prompt_without_recording_it() {
     assert_eq!(state.recorder().written(), 0);
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python_has_anthropic() -> bool {
-    Command::new("python3")
-        .args(["-c", "import anthropic"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn official_anthropic_sdk_works_unchanged() {
-    if !python_has_anthropic() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must have the anthropic Python package (pip install -r tests/e2e/requirements.txt)"
-        );
-        eprintln!("skipped: pip install -r tests/e2e/requirements.txt to run the anthropic SDK checks");
+    let Some(stdout) = run_python_clients("anthropic_client.py", "anthropic", "the anthropic Python package")
+    else {
         return;
-    }
-    let root = repo_root();
-    let dir = std::env::temp_dir().join(format!("gardefou-anthropic-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_gardefou"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(root.join("tests/e2e/gardefou-e2e.toml"))
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    let out =
-        Command::new("python3").arg(root.join("tests/e2e/anthropic_client.py")).arg(&base).output().unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "anthropic_client.py failed:\n{stdout}\n{stderr}");
+    };
     assert!(stdout.contains("anthropic: ") && stdout.contains(" passed, 0 failed"), "{stdout}");
 }
