@@ -156,6 +156,53 @@ pub(crate) fn f32_base64(v: &[f32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The most of an error body read for its message.
+pub(crate) const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// Maps a non-success upstream status, its headers and (the start of) its body to an error.
+pub(crate) type StatusMapper = fn(&str, u16, &HeaderMap, &[u8]) -> Error;
+
+/// POSTs a JSON `body` on `rb` (URL, auth and the provider's own headers already set by the
+/// adapter) with the per-call headers, waits at most `opts.first_byte_timeout` for the response
+/// headers, and returns a success response; any other status is read for its message and mapped
+/// by `map_status`.
+pub(crate) async fn send_json(
+    provider: &str,
+    mut rb: reqwest::RequestBuilder,
+    body: Vec<u8>,
+    opts: &crate::CallOptions,
+    sse: bool,
+    map_status: StatusMapper,
+) -> Result<reqwest::Response, Error> {
+    use reqwest::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+    let accept = if sse { "text/event-stream" } else { "application/json" };
+    rb = rb
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(ACCEPT, HeaderValue::from_static(accept));
+    for (name, value) in &opts.headers {
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            (Ok(n), Ok(v)) => rb = rb.header(n, v),
+            _ => tracing::debug!(provider, "skipped an invalid per-call header"),
+        }
+    }
+    let sent = rb.body(body).send();
+    let resp = match opts.first_byte_timeout {
+        Some(limit) => match tokio::time::timeout(limit, sent).await {
+            Ok(r) => r,
+            Err(_) => return Err(Error::Timeout { provider: provider.to_owned(), phase: "first byte" }),
+        },
+        None => sent.await,
+    }
+    .map_err(|e| send_error(provider, e))?;
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = read_limited(resp, ERROR_BODY_LIMIT).await;
+    Err(map_status(provider, status, &headers, &body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{AppJson, RequestId};
-use super::handlers::{with_dropped, with_header};
+use super::handlers::{start_inflight, with_dropped, with_header};
 use super::INFERENCE_ID;
 use crate::pipeline::record::{Caller, Inflight, Outcome};
 use crate::pipeline::{self, StartedStream};
@@ -48,13 +48,8 @@ pub async fn messages(
     body: Result<AppJson<MessagesRequest>, ApiError>,
 ) -> Response {
     let rt = state.runtime();
-    let id = uuid::Uuid::now_v7().to_string();
     let stream = body.as_ref().is_ok_and(|b| b.0.is_stream());
-    let (caller, caller_err) = match caller {
-        Ok(c) => (c, None),
-        Err(e) => (Caller::default(), Some(e.0)),
-    };
-    let mut inflight = Inflight::new(&state, id, request_id, "messages", stream, caller);
+    let (mut inflight, caller_err) = start_inflight(&state, request_id, "messages", stream, caller);
     if let Some(e) = caller_err {
         return fail(inflight, e);
     }

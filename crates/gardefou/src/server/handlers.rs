@@ -56,6 +56,23 @@ fn take_metadata(
     Ok(())
 }
 
+/// Starts the record of an inference under a fresh id. A caller whose attribution headers are
+/// invalid is still recorded: the error comes back to be answered (and finished) by the handler.
+pub(super) fn start_inflight(
+    state: &AppState,
+    request_id: String,
+    endpoint: &str,
+    stream: bool,
+    caller: Result<Caller, ApiError>,
+) -> (Inflight, Option<Error>) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let (caller, caller_err) = match caller {
+        Ok(c) => (c, None),
+        Err(e) => (Caller::default(), Some(e.0)),
+    };
+    (Inflight::new(state, id, request_id, endpoint, stream, caller), caller_err)
+}
+
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -64,13 +81,8 @@ pub async fn chat_completions(
     body: Result<AppJson<ChatRequest>, ApiError>,
 ) -> Response {
     let rt = state.runtime();
-    let id = uuid::Uuid::now_v7().to_string();
     let stream = body.as_ref().is_ok_and(|b| b.0.is_stream());
-    let (caller, caller_err) = match caller {
-        Ok(c) => (c, None),
-        Err(e) => (Caller::default(), Some(e.0)),
-    };
-    let mut inflight = Inflight::new(&state, id, request_id, "chat", stream, caller);
+    let (mut inflight, caller_err) = start_inflight(&state, request_id, "chat", stream, caller);
     if let Some(e) = caller_err {
         return fail(inflight, e);
     }
@@ -125,12 +137,7 @@ pub async fn embeddings(
     body: Result<AppJson<EmbeddingsRequest>, ApiError>,
 ) -> Response {
     let rt = state.runtime();
-    let id = uuid::Uuid::now_v7().to_string();
-    let (caller, caller_err) = match caller {
-        Ok(c) => (c, None),
-        Err(e) => (Caller::default(), Some(e.0)),
-    };
-    let mut inflight = Inflight::new(&state, id, request_id, "embeddings", false, caller);
+    let (mut inflight, caller_err) = start_inflight(&state, request_id, "embeddings", false, caller);
     if let Some(e) = caller_err {
         return fail(inflight, e);
     }

@@ -46,7 +46,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gardefou_core::chat::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
 use gardefou_core::config::{ModelConfig, ProviderConfig};
 use gardefou_core::{Error, Result};
-use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 
 pub use convert::{forbidden_sampling, DEFAULT_MAX_TOKENS, JSON_TOOL};
 
@@ -55,9 +55,6 @@ use crate::{http, CallOptions, ChunkStream};
 const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 /// The `anthropic-version` sent when the provider config names none.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
-/// The most of an error body read for its message.
-const ERROR_BODY_LIMIT: usize = 64 * 1024;
-
 /// One configured Anthropic upstream.
 pub struct Anthropic {
     name: String,
@@ -183,38 +180,13 @@ impl Anthropic {
     /// POSTs `body` and waits (at most `opts.first_byte_timeout`) for a success status. Any other
     /// status is read for its message and mapped (429 → rate limited, 529 → retryable server error,
     /// 401/403 → auth, other 4xx → rejected with Anthropic's `error.message`).
+    /// POSTs `body` with this provider's headers; see `http::send_json`.
     async fn send(&self, body: Vec<u8>, opts: &CallOptions, sse: bool) -> Result<reqwest::Response> {
-        let accept = HeaderValue::from_static(if sse { "text/event-stream" } else { "application/json" });
-        let mut rb = self
-            .client
-            .post(&self.url)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(ACCEPT, accept);
+        let mut rb = self.client.post(&self.url);
         for (name, value) in &self.headers {
             rb = rb.header(name.clone(), value.clone());
         }
-        for (name, value) in &opts.headers {
-            match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
-                (Ok(n), Ok(v)) => rb = rb.header(n, v),
-                _ => tracing::debug!(provider = %self.name, "skipped an invalid per-call header"),
-            }
-        }
-        let sent = rb.body(body).send();
-        let resp = match opts.first_byte_timeout {
-            Some(limit) => match tokio::time::timeout(limit, sent).await {
-                Ok(r) => r,
-                Err(_) => return Err(Error::Timeout { provider: self.name.clone(), phase: "first byte" }),
-            },
-            None => sent.await,
-        }
-        .map_err(|e| http::send_error(&self.name, e))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = http::read_limited(resp, ERROR_BODY_LIMIT).await;
-        Err(http::error_from_status(&self.name, status, &headers, &body))
+        http::send_json(&self.name, rb, body, opts, sse, http::error_from_status).await
     }
 }
 

@@ -30,7 +30,7 @@ use std::time::Duration;
 use gardefou_core::chat::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
 use gardefou_core::config::{ModelConfig, ProviderConfig, ProviderKind, SecretRef};
 use gardefou_core::{Error, Result};
-use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -39,9 +39,6 @@ use crate::{http, CallOptions, ChunkStream};
 const GOOGLE_AI_HOST: &str = "https://generativelanguage.googleapis.com";
 const DEFAULT_API_VERSION: &str = "v1beta";
 const API_KEY_HEADER: &str = "x-goog-api-key";
-/// The most of an error body read for its message.
-const ERROR_BODY_LIMIT: usize = 64 * 1024;
-
 /// One configured Gemini API or Vertex AI upstream.
 pub struct Gemini {
     name: String,
@@ -192,8 +189,7 @@ impl Gemini {
         }
     }
 
-    /// POSTs `body` and waits (at most `opts.first_byte_timeout`) for a success status. Any other
-    /// status is read for its message and mapped.
+    /// POSTs `body` with this provider's auth and headers; see `http::send_json`.
     async fn send(
         &self,
         url: &str,
@@ -201,40 +197,14 @@ impl Gemini {
         opts: &CallOptions,
         sse: bool,
     ) -> Result<reqwest::Response> {
-        let accept = if sse { "text/event-stream" } else { "application/json" };
-        let mut rb = self
-            .client
-            .post(url)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(ACCEPT, HeaderValue::from_static(accept));
+        let mut rb = self.client.post(url);
         if let Some((name, value)) = self.auth()? {
             rb = rb.header(name, value);
         }
         for (name, value) in &self.headers {
             rb = rb.header(name.clone(), value.clone());
         }
-        for (name, value) in &opts.headers {
-            match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
-                (Ok(n), Ok(v)) => rb = rb.header(n, v),
-                _ => tracing::debug!(provider = %self.name, "skipped an invalid per-call header"),
-            }
-        }
-        let sent = rb.body(body).send();
-        let resp = match opts.first_byte_timeout {
-            Some(limit) => match tokio::time::timeout(limit, sent).await {
-                Ok(r) => r,
-                Err(_) => return Err(Error::Timeout { provider: self.name.clone(), phase: "first byte" }),
-            },
-            None => sent.await,
-        }
-        .map_err(|e| http::send_error(&self.name, e))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = http::read_limited(resp, ERROR_BODY_LIMIT).await;
-        Err(error::from_status(&self.name, status, &headers, &body))
+        http::send_json(&self.name, rb, body, opts, sse, error::from_status).await
     }
 
     /// Parses a success body; an `{"error":…}` object in its place is mapped like a stream error.

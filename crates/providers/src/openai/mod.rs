@@ -10,14 +10,11 @@ use std::time::Duration;
 use gardefou_core::chat::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
 use gardefou_core::config::{ModelConfig, ProviderConfig, ProviderKind, Quirks};
 use gardefou_core::{Error, Result};
-use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 
 use crate::{http, CallOptions, ChunkStream};
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
-/// The most of an error body read for its message.
-const ERROR_BODY_LIMIT: usize = 64 * 1024;
-
 /// One configured OpenAI-shaped upstream.
 pub struct OpenAi {
     name: String,
@@ -193,8 +190,7 @@ impl OpenAi {
         self.parse_answer(&bytes)
     }
 
-    /// POSTs `body` and waits (at most `opts.first_byte_timeout`) for a success status. Any other
-    /// status is read for its message and mapped.
+    /// POSTs `body` with this provider's headers; see `http::send_json`.
     async fn send(
         &self,
         url: reqwest::Url,
@@ -202,36 +198,11 @@ impl OpenAi {
         opts: &CallOptions,
         sse: bool,
     ) -> Result<reqwest::Response> {
-        let mut rb =
-            self.client.post(url).header(CONTENT_TYPE, HeaderValue::from_static("application/json")).header(
-                ACCEPT,
-                HeaderValue::from_static(if sse { "text/event-stream" } else { "application/json" }),
-            );
+        let mut rb = self.client.post(url);
         for (name, value) in &self.headers {
             rb = rb.header(name.clone(), value.clone());
         }
-        for (name, value) in &opts.headers {
-            match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
-                (Ok(n), Ok(v)) => rb = rb.header(n, v),
-                _ => tracing::debug!(provider = %self.name, "skipped an invalid per-call header"),
-            }
-        }
-        let sent = rb.body(body).send();
-        let resp = match opts.first_byte_timeout {
-            Some(limit) => match tokio::time::timeout(limit, sent).await {
-                Ok(r) => r,
-                Err(_) => return Err(Error::Timeout { provider: self.name.clone(), phase: "first byte" }),
-            },
-            None => sent.await,
-        }
-        .map_err(|e| http::send_error(&self.name, e))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = http::read_limited(resp, ERROR_BODY_LIMIT).await;
-        Err(http::error_from_status(&self.name, status, &headers, &body))
+        http::send_json(&self.name, rb, body, opts, sse, http::error_from_status).await
     }
 
     /// Parses a success body; an `{"error":…}` object in its place is mapped like a stream error.
