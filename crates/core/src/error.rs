@@ -34,6 +34,10 @@ pub enum Error {
     /// 429: the provider (or a limit) refused for now; `retry_after` is passed on to the client.
     #[error("rate limited by {provider}: {message}")]
     RateLimited { provider: String, message: String, retry_after: Option<Duration> },
+    /// 429: a gardefou limit refused the request — `code` is `rate_limit_exceeded` or
+    /// `budget_exceeded`; the message names the limit and when it resets. Never retried.
+    #[error("{message}")]
+    LimitExceeded { code: &'static str, message: String, retry_after: Option<Duration> },
     /// 400 (or the provider's 4xx): the provider rejected the request as invalid.
     #[error("{provider} rejected the request: {message}")]
     ProviderRejected { provider: String, status: u16, message: String },
@@ -77,7 +81,7 @@ impl Error {
             Error::NotFound { .. } => 404,
             Error::RequestTimeout => 408,
             Error::PayloadTooLarge { .. } => 413,
-            Error::RateLimited { .. } => 429,
+            Error::RateLimited { .. } | Error::LimitExceeded { .. } => 429,
             Error::ProviderRejected { status, .. } => match status {
                 400..=499 if *status != 401 && *status != 403 => *status,
                 _ => 400,
@@ -100,6 +104,7 @@ impl Error {
             | Error::NotFound { .. }
             | Error::RequestTimeout
             | Error::PayloadTooLarge { .. }
+            | Error::LimitExceeded { .. }
             | Error::ProviderRejected { .. } => Fault::Client,
             Error::RateLimited { .. }
             | Error::ProviderAuth { .. }
@@ -132,9 +137,9 @@ impl Error {
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::RateLimited { retry_after, .. } | Error::ProviderServer { retry_after, .. } => {
-                *retry_after
-            }
+            Error::RateLimited { retry_after, .. }
+            | Error::ProviderServer { retry_after, .. }
+            | Error::LimitExceeded { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -149,6 +154,7 @@ impl Error {
             Error::RequestTimeout => "request_timeout",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::RateLimited { .. } => "rate_limited",
+            Error::LimitExceeded { code, .. } => code,
             Error::ProviderRejected { .. } => "provider_rejected",
             Error::ProviderAuth { .. } => "provider_auth",
             Error::ProviderServer { .. } => "provider_error",

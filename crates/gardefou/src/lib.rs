@@ -2,7 +2,10 @@
 //! configured model, with routing, retries, fallbacks and circuit breakers, config as code with
 //! live reload, every inference recorded, and Prometheus metrics.
 
+pub mod auth;
 pub mod cli;
+pub mod control;
+pub mod limits;
 pub mod pipeline;
 pub mod runtime;
 pub mod server;

@@ -7,7 +7,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use gardefou_core::config::{Config, ConfigError};
 use gardefou_store::{Recorder, Store};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::auth::KeyTable;
+use crate::limits::Limits;
 
 use crate::runtime::{HealthRegistry, Runtime};
 use crate::telemetry::{Metrics, Traces};
@@ -54,6 +58,10 @@ struct Inner {
     source: ConfigSource,
     tracker: TaskTracker,
     reload_lock: tokio::sync::Mutex<()>,
+    keys: KeyTable,
+    limits: Limits,
+    /// Stops the background tasks (key refresh) at shutdown.
+    stop: CancellationToken,
 }
 
 impl AppState {
@@ -65,17 +73,25 @@ impl AppState {
         });
         let health = HealthRegistry::default();
         let runtime = Runtime::build(config, &health);
+        let keys = KeyTable::default();
+        let stop = CancellationToken::new();
+        keys.spawn_refresh(store.clone(), &tracker, stop.clone());
+        let metrics = Metrics::new();
+        let limits = Limits::new(&runtime.config, &metrics, &tracker, stop.clone());
         AppState {
             inner: Arc::new(Inner {
                 runtime: ArcSwap::from_pointee(runtime),
                 health,
                 recorder,
-                metrics: Metrics::new(),
+                metrics,
                 traces,
                 store,
                 source,
                 tracker,
                 reload_lock: tokio::sync::Mutex::new(()),
+                keys,
+                limits,
+                stop,
             }),
         }
     }
@@ -105,8 +121,51 @@ impl AppState {
         &self.inner.tracker
     }
 
+    /// The virtual and admin keys, refreshed from the store in the background.
+    pub fn keys(&self) -> &KeyTable {
+        &self.inner.keys
+    }
+
+    /// Rate limits and budgets (their counters are kept across config reloads; a changed
+    /// `store.redis_url` needs a restart).
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Stops the background tasks and drains the recorder (every recorded inference written or
+    /// spilled). Idempotent.
+    pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        self.inner.recorder.shutdown().await;
+    }
+
     /// Re-reads the config source, builds a new runtime and swaps it in. An invalid config is
     /// rejected and the live one stays; in-flight requests finish on the runtime they started with.
+    /// Reloads the config for `actor` and writes the outcome to the audit log: the routes,
+    /// models and providers before and after (names only, never a secret).
+    pub async fn reload_by(&self, actor: &str) -> Result<Arc<Runtime>, ConfigError> {
+        let before = config_summary(&self.runtime().config);
+        let result = self.reload().await;
+        let (action, after) = match &result {
+            Ok(rt) => ("config.reload", config_summary(&rt.config)),
+            Err(e) => ("config.reload_rejected", serde_json::json!({"error": e.to_string()})),
+        };
+        let entry = gardefou_store::AuditEntry {
+            seq: 0,
+            at_ms: crate::auth::now_ms(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: Some(self.inner.source.describe()),
+            team: None,
+            before: Some(before),
+            after: Some(after),
+        };
+        if let Err(e) = self.store().append_audit(&entry).await {
+            tracing::error!(kind = e.kind(), error = %e, "could not write the audit entry of a config reload");
+        }
+        result
+    }
+
     pub async fn reload(&self) -> Result<Arc<Runtime>, ConfigError> {
         let _guard = self.inner.reload_lock.lock().await;
         let source = self.inner.source.clone();
@@ -141,4 +200,13 @@ impl AppState {
             }
         }
     }
+}
+
+/// The names a config defines, for the audit log.
+fn config_summary(c: &Config) -> serde_json::Value {
+    serde_json::json!({
+        "providers": c.providers.keys().collect::<Vec<_>>(),
+        "models": c.models.keys().collect::<Vec<_>>(),
+        "routes": c.routes.keys().collect::<Vec<_>>(),
+    })
 }

@@ -104,5 +104,6 @@ where
         finish_reason: row.try_get("finish_reason")?,
         attempts,
         tags,
+        bodies: None,
     })
 }

@@ -3,19 +3,27 @@
 //! trimmed by a retention task, and read back by `gardefou logs` (`Store::list_inferences`).
 //!
 //! - `record`: the stored nouns (`InferenceRecord`, `Attempt`, `LogFilter`).
-//! - `store`: `Store`, the backend enum, retention.
+//! - `store`: `Store`, the backend enum.
+//! - `retention`: which rows expire when, and the task that deletes them in small batches.
+//! - `keys`: virtual and admin keys (hashed) and the append-only audit log.
+//! - `bodies`: request/response bodies kept apart from the inference rows.
 //! - `sqlite`, `postgres`: one file per backend (pool, migrations, batched insert, queries).
 //! - `codec`: row (de)serialization and query pieces shared by both backends.
 //! - `writer`: `Recorder`, the bounded queue and its tracked writer task.
 //! - `spill`: the bounded spill file the writer falls back to, and its replay.
 //! - `usage`: usage analytics queries (`Store::usage`), their validation and percentiles.
 //! - `rollup`: the `usage_*` rollup tables: batch aggregation, upserts, the read plan.
+//! - `limits`: `Limiter`, the rate-limit and budget counters (in-process, or shared in Redis).
 //! - `error`: `StoreError`.
 
+mod bodies;
 mod codec;
 mod error;
+mod keys;
+pub mod limits;
 mod postgres;
 mod record;
+mod retention;
 mod rollup;
 mod spill;
 mod sqlite;
@@ -24,7 +32,9 @@ pub mod usage;
 mod writer;
 
 pub use error::StoreError;
-pub use record::{Attempt, InferenceRecord, LogFilter};
-pub use store::{Store, RETENTION_PERIOD};
+pub use keys::{AuditEntry, KeyKind, KeyLimits, KeyRecord};
+pub use record::{Attempt, Bodies, InferenceRecord, LogFilter};
+pub use retention::{RetentionPolicy, RETENTION_PERIOD};
+pub use store::Store;
 pub use usage::{Bucket, Dimension, UsageFilter, UsageQuery, UsageReport, UsageRow};
 pub use writer::{Recorder, MAX_WAITING};

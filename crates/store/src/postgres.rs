@@ -16,8 +16,9 @@ use tokio::sync::OnceCell;
 
 use std::collections::HashSet;
 
+use crate::bodies;
 use crate::codec::{self, COLUMNS};
-use crate::record::{InferenceRecord, LogFilter};
+use crate::record::{Bodies, InferenceRecord, LogFilter};
 use crate::rollup::{self, Groups, Rollup, Segment};
 use crate::usage::UsageQuery;
 use crate::StoreError;
@@ -31,6 +32,7 @@ const MAX_CONNECTIONS: u32 = 8;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Postgres allows 65,535 bind parameters per statement.
 const ROLLUP_ROWS_PER_STATEMENT: usize = 65_535 / rollup::PARAMS_PER_ROW;
+const BODY_ROWS_PER_STATEMENT: usize = 65_535 / bodies::PARAMS_PER_ROW;
 
 /// `COLUMNS` as `codec::decode` reads them: `status` widened, JSONB as text.
 const SELECT_COLUMNS: &str =
@@ -75,7 +77,7 @@ impl Pg {
     }
 
     /// Runs the migrations once per process (retried after a failure); later calls are free.
-    async fn ready(&self) -> Result<&PgPool, StoreError> {
+    pub(crate) async fn ready(&self) -> Result<&PgPool, StoreError> {
         self.migrated
             .get_or_try_init(|| async { MIGRATOR.run(&self.pool).await.map_err(StoreError::from) })
             .await?;
@@ -153,6 +155,9 @@ impl Pg {
         for mut stmt in Rollup::of(records, &inserted).statements::<Postgres>(ROLLUP_ROWS_PER_STATEMENT) {
             stmt.build().execute(&mut *tx).await?;
         }
+        for mut stmt in bodies::statements::<Postgres>(records, &inserted, BODY_ROWS_PER_STATEMENT) {
+            stmt.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -175,7 +180,14 @@ impl Pg {
             .bind(id)
             .fetch_optional(pool)
             .await?;
-        row.as_ref().map(codec::decode).transpose()
+        let Some(mut rec) = row.as_ref().map(codec::decode).transpose()? else { return Ok(None) };
+        let bodies: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT request, response FROM inference_bodies WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+        rec.bodies = bodies.map(|(request, response)| Bodies { request, response });
+        Ok(Some(rec))
     }
 
     /// Reads one segment of a usage query into `groups`.
@@ -194,17 +206,15 @@ impl Pg {
         Ok(())
     }
 
-    /// Deletes at most `limit` records created before `cutoff_ms`; returns how many went.
-    pub(crate) async fn delete_older_than(&self, cutoff_ms: i64, limit: i64) -> Result<u64, StoreError> {
+    /// Runs one retention delete (`retention::Expiring::delete_sql`); returns how many rows went.
+    pub(crate) async fn delete_expired(
+        &self,
+        sql: &str,
+        cutoff_ms: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
         let pool = self.ready().await?;
-        let done = sqlx::query(
-            "DELETE FROM inferences WHERE id IN \
-             (SELECT id FROM inferences WHERE created_at_ms < $1 LIMIT $2)",
-        )
-        .bind(cutoff_ms)
-        .bind(limit)
-        .execute(pool)
-        .await?;
+        let done = sqlx::query(sql).bind(cutoff_ms).bind(limit).execute(pool).await?;
         Ok(done.rows_affected())
     }
 }

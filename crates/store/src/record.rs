@@ -45,6 +45,19 @@ pub struct InferenceRecord {
     pub attempts: Vec<Attempt>,
     /// Free-form labels; stored as JSON text.
     pub tags: BTreeMap<String, String>,
+    /// The request and response bodies, only when the route keeps them (`store_bodies`);
+    /// stored in their own table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bodies: Option<Bodies>,
+}
+
+/// The bodies of one inference, as JSON text.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Bodies {
+    /// The request as gardefou understood it (canonical OpenAI chat shape).
+    pub request: String,
+    /// The answer; `None` when there was none (an error, a client gone early).
+    pub response: Option<String>,
 }
 
 /// One call to one provider while answering a request (fallbacks and retries add more).

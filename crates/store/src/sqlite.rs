@@ -12,8 +12,9 @@ use std::collections::HashSet;
 
 use sqlx::Row;
 
+use crate::bodies;
 use crate::codec::{self, COLUMNS, COLUMN_COUNT};
-use crate::record::{InferenceRecord, LogFilter};
+use crate::record::{Bodies, InferenceRecord, LogFilter};
 use crate::rollup::{self, Groups, Rollup, Segment};
 use crate::usage::UsageQuery;
 use crate::StoreError;
@@ -32,6 +33,7 @@ const MAX_BIND_PARAMS: usize = 32_766;
 const ROWS_PER_STATEMENT: usize = 32;
 const _: () = assert!(ROWS_PER_STATEMENT * COLUMN_COUNT <= MAX_BIND_PARAMS);
 const _: () = assert!(ROWS_PER_STATEMENT * rollup::PARAMS_PER_ROW <= MAX_BIND_PARAMS);
+const _: () = assert!(ROWS_PER_STATEMENT * bodies::PARAMS_PER_ROW <= MAX_BIND_PARAMS);
 
 /// Opens (creating it if missing) the database at `url` and applies the embedded migrations.
 /// A memory database uses a single, never-recycled connection so every caller sees the same data.
@@ -102,6 +104,9 @@ pub(crate) async fn insert_batch(pool: &SqlitePool, records: &[InferenceRecord])
     for mut stmt in Rollup::of(records, &inserted).statements::<Sqlite>(ROWS_PER_STATEMENT) {
         stmt.build().execute(&mut *tx).await?;
     }
+    for mut stmt in bodies::statements::<Sqlite>(records, &inserted, ROWS_PER_STATEMENT) {
+        stmt.build().execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -124,7 +129,14 @@ pub(crate) async fn get_inference(
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    row.as_ref().map(codec::decode).transpose()
+    let Some(mut rec) = row.as_ref().map(codec::decode).transpose()? else { return Ok(None) };
+    let bodies: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT request, response FROM inference_bodies WHERE id = ?")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    rec.bodies = bodies.map(|(request, response)| Bodies { request, response });
+    Ok(Some(rec))
 }
 
 /// Reads one segment of a usage query into `groups`.
@@ -143,19 +155,13 @@ pub(crate) async fn usage_segment(
     Ok(())
 }
 
-/// Deletes at most `limit` records created before `cutoff_ms`; returns how many went.
-pub(crate) async fn delete_older_than(
+/// Runs one retention delete (`retention::Expiring::delete_sql`); returns how many rows went.
+pub(crate) async fn delete_expired(
     pool: &SqlitePool,
+    sql: &str,
     cutoff_ms: i64,
     limit: i64,
 ) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "DELETE FROM inferences WHERE id IN \
-         (SELECT id FROM inferences WHERE created_at_ms < ? LIMIT ?)",
-    )
-    .bind(cutoff_ms)
-    .bind(limit)
-    .execute(pool)
-    .await?;
+    let done = sqlx::query(sql).bind(cutoff_ms).bind(limit).execute(pool).await?;
     Ok(done.rows_affected())
 }

@@ -1,30 +1,25 @@
 //! `Store`: one handle over either backend (SQLite or Postgres, picked by the URL scheme), and
-//! the retention task that deletes old inferences in small batches.
+//! the queries it answers.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::SqlitePool;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::postgres::Pg;
 use crate::record::{InferenceRecord, LogFilter};
+use crate::retention::Expiring;
 use crate::rollup::{self, Grain, Groups};
 use crate::usage::{self, Bucket, UsageQuery, UsageReport, MAX_RESULT_ROWS};
 use crate::{sqlite, StoreError};
 
-/// How often the retention task looks for expired records.
-pub const RETENTION_PERIOD: Duration = Duration::from_secs(60);
-
 /// The inference log database. Cheap to clone: clones share one pool.
 #[derive(Clone, Debug)]
 pub struct Store {
-    backend: Backend,
+    pub(crate) backend: Backend,
 }
 
 #[derive(Clone, Debug)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite(SqlitePool),
     Postgres(Arc<Pg>),
 }
@@ -150,78 +145,19 @@ impl Store {
         }
     }
 
-    /// Deletes at most `limit` records created before `cutoff_ms` (unix milliseconds) in one
-    /// short statement; returns how many were deleted.
-    pub async fn delete_older_than(&self, cutoff_ms: i64, limit: usize) -> Result<u64, StoreError> {
+    /// Deletes at most `limit` rows of `t` older than `cutoff_ms` in one statement.
+    pub(crate) async fn delete_expired(
+        &self,
+        t: &Expiring,
+        cutoff_ms: i64,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         match &self.backend {
-            Backend::Sqlite(pool) => sqlite::delete_older_than(pool, cutoff_ms, limit).await,
-            Backend::Postgres(pg) => pg.delete_older_than(cutoff_ms, limit).await,
+            Backend::Sqlite(pool) => {
+                sqlite::delete_expired(pool, &t.delete_sql(false), cutoff_ms, limit).await
+            }
+            Backend::Postgres(pg) => pg.delete_expired(&t.delete_sql(true), cutoff_ms, limit).await,
         }
     }
-
-    /// Deletes every record older than `retention`, `batch` rows per statement so writers
-    /// wait at most one small delete; returns how many were deleted. Stops early (between
-    /// batches) when `stop` is cancelled.
-    pub async fn purge_expired(
-        &self,
-        retention: Duration,
-        batch: usize,
-        stop: &CancellationToken,
-    ) -> Result<u64, StoreError> {
-        let cutoff_ms = now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
-        let mut total = 0;
-        while !stop.is_cancelled() {
-            let deleted = self.delete_older_than(cutoff_ms, batch).await?;
-            total += deleted;
-            if deleted < batch.max(1) as u64 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        Ok(total)
-    }
-
-    /// Spawns on `tracker` the task that runs [`Store::purge_expired`] at once and then every
-    /// [`RETENTION_PERIOD`] until `shutdown` is cancelled. `Recorder::spawn` calls this when
-    /// `[store] retention` is set.
-    pub fn spawn_retention(
-        &self,
-        retention: Duration,
-        batch: usize,
-        tracker: &TaskTracker,
-        shutdown: CancellationToken,
-    ) {
-        let store = self.clone();
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(RETENTION_PERIOD);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = shutdown.cancelled() => break,
-                }
-                let purge = store.purge_expired(retention, batch, &shutdown);
-                let result = tokio::select! {
-                    result = purge => result,
-                    () = shutdown.cancelled() => break,
-                };
-                match result {
-                    Ok(0) => {}
-                    Ok(deleted) => tracing::info!(deleted, "expired inference records deleted"),
-                    Err(err) => {
-                        tracing::warn!(kind = err.kind(), error = %err, "retention delete failed")
-                    }
-                }
-            }
-            tracing::debug!("retention task stopped");
-        });
-    }
-}
-
-/// Wall-clock unix milliseconds, the clock `created_at_ms` is written in.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::record::InferenceRecord;
+use crate::retention::RetentionPolicy;
 use crate::spill::{Chunk, Spill};
 use crate::store::Store;
 
@@ -83,7 +84,7 @@ impl Recorder {
     /// Spawns the writer on `tracker`. It writes a batch when `cfg.batch_size` records are
     /// queued or `cfg.flush_interval` after the first record of a batch, whichever comes first.
     /// Batches the store refuses go to `cfg.spill_path` (none if `cfg.spill_max_bytes` is 0).
-    /// When `cfg.retention` is set, also spawns the retention task
+    /// When `cfg.retention` or `cfg.usage_retention` is set, also spawns the retention task
     /// ([`Store::spawn_retention`]), stopped by [`Recorder::shutdown`].
     /// Must be called inside a tokio runtime.
     pub fn spawn(store: Store, cfg: &StoreConfig, tracker: &TaskTracker) -> Recorder {
@@ -91,8 +92,13 @@ impl Recorder {
         let counters = Arc::new(Counters::default());
         let stop = CancellationToken::new();
         let done = CancellationToken::new();
-        if let Some(retention) = cfg.retention {
-            store.spawn_retention(retention, cfg.retention_batch, tracker, stop.clone());
+        let retention = RetentionPolicy {
+            detailed: cfg.retention,
+            usage: cfg.usage_retention,
+            batch: cfg.retention_batch,
+        };
+        if !retention.is_empty() {
+            store.spawn_retention(retention, tracker, stop.clone());
         }
         let writer = Writer {
             store,

@@ -6,13 +6,19 @@
 
 #[macro_use]
 mod support;
+#[path = "keys/mod.rs"]
+mod keys;
+#[path = "limits/mod.rs"]
+mod limits;
 #[path = "usage/mod.rs"]
 mod usage;
 
 use std::time::{Duration, Instant};
 
 use gardefou_core::config::OnFull;
-use gardefou_store::{InferenceRecord, LogFilter, Recorder, Store, StoreError, MAX_WAITING};
+use gardefou_store::{
+    Bodies, InferenceRecord, LogFilter, Recorder, RetentionPolicy, Store, StoreError, UsageQuery, MAX_WAITING,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,6 +42,8 @@ on_both_backends! {
     #[tokio::test] fn spill_file_past_its_bound_drops_and_counts_the_rest;
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)] fn spill_file_left_by_an_earlier_run_is_replayed_at_start;
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)] fn retention_deletes_only_records_older_than_the_retention;
+    #[tokio::test] fn bodies_are_kept_only_for_records_that_carry_them_and_expire_with_them;
+    #[tokio::test] fn usage_retention_expires_hourly_and_daily_rollups_minute_rollups_follow_retention;
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)] #[ignore] fn batch_insert_speed;
 }
 
@@ -331,7 +339,8 @@ async fn retention_deletes_only_records_older_than_the_retention(db: TestDb) {
     store.insert_batch(&recent).await.unwrap();
 
     // Directly, in batches of 3 rows.
-    let deleted = store.purge_expired(Duration::from_secs(3600), 3, &CancellationToken::new()).await.unwrap();
+    let policy = RetentionPolicy { detailed: Some(Duration::from_secs(3600)), usage: None, batch: 3 };
+    let deleted = store.purge_expired(&policy, &CancellationToken::new()).await.unwrap();
     assert_eq!(deleted, 7);
     let mut kept: Vec<_> = store.list_inferences(&LogFilter::default()).await.unwrap();
     kept.sort_by(|a, b| a.id.cmp(&b.id));
@@ -356,6 +365,65 @@ async fn retention_deletes_only_records_older_than_the_retention(db: TestDb) {
     tokio::time::timeout(Duration::from_secs(10), tracker.wait())
         .await
         .expect("retention task stops on shutdown");
+}
+
+async fn bodies_are_kept_only_for_records_that_carry_them_and_expire_with_them(db: TestDb) {
+    let store = db.store().await;
+    let now = now_ms();
+    let bodies = Bodies {
+        request: r#"{"model":"smart","messages":[{"role":"user","content":"héllo 🦀"}]}"#.into(),
+        response: Some(r#"{"content":"hi"}"#.into()),
+    };
+    let with = InferenceRecord { bodies: Some(bodies.clone()), ..minimal(1, now) };
+    let errored = InferenceRecord {
+        bodies: Some(Bodies { response: None, ..bodies.clone() }),
+        ..minimal(2, now - 3 * 3_600_000)
+    };
+    let without = minimal(3, now);
+    store.insert_batch(&[with.clone(), errored.clone(), without.clone()]).await.unwrap();
+    // A replayed batch (same ids) neither fails nor duplicates the bodies.
+    store.insert_batch(std::slice::from_ref(&with)).await.unwrap();
+
+    assert_eq!(store.get_inference(&with.id).await.unwrap().unwrap().bodies, Some(bodies));
+    assert_eq!(store.get_inference(&errored.id).await.unwrap().unwrap().bodies.unwrap().response, None);
+    assert_eq!(store.get_inference(&without.id).await.unwrap().unwrap().bodies, None);
+    // The log listing never reads bodies.
+    assert!(store.list_inferences(&LogFilter::default()).await.unwrap().iter().all(|r| r.bodies.is_none()));
+
+    let policy = RetentionPolicy { detailed: Some(Duration::from_secs(3600)), usage: None, batch: 10 };
+    assert_eq!(store.purge_expired(&policy, &CancellationToken::new()).await.unwrap(), 1);
+    assert_eq!(store.get_inference(&errored.id).await.unwrap(), None);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM inference_bodies").await, 1);
+}
+
+async fn usage_retention_expires_hourly_and_daily_rollups_minute_rollups_follow_retention(db: TestDb) {
+    let store = db.store().await;
+    let day = 86_400_000;
+    let now = now_ms();
+    let old = InferenceRecord { tags: [("env".into(), "prod".into())].into(), ..minimal(1, now - 40 * day) };
+    let recent = minimal(2, now - 60_000);
+    store.insert_batch(&[old, recent]).await.unwrap();
+    let rows = |table: &'static str| {
+        let db = &db;
+        async move { db.scalar(&format!("SELECT COUNT(*) FROM {table}")).await }
+    };
+    assert_eq!(rows("usage_day").await, 2);
+    assert_eq!(rows("usage_minute_tags").await, 1);
+
+    // `retention` alone: the inference and its minute rollups go, hours and days stay.
+    let detailed =
+        RetentionPolicy { detailed: Some(Duration::from_secs(30 * 86_400)), usage: None, batch: 1 };
+    assert_eq!(store.purge_expired(&detailed, &CancellationToken::new()).await.unwrap(), 1);
+    assert_eq!((rows("usage_minute").await, rows("usage_minute_tags").await), (1, 0));
+    assert_eq!((rows("usage_hour").await, rows("usage_day").await, rows("usage_day_tags").await), (2, 2, 1));
+    // The usage API still answers for the old month from the daily rollups.
+    let q = UsageQuery { from_ms: now - 41 * day, to_ms: now, bucket: None, ..UsageQuery::default() };
+    assert_eq!(store.usage(&q).await.unwrap().rows[0].requests, 2);
+
+    // `usage_retention`: the old hours and days go too, in batches of one row.
+    let usage = RetentionPolicy { detailed: None, usage: Some(Duration::from_secs(35 * 86_400)), batch: 1 };
+    store.purge_expired(&usage, &CancellationToken::new()).await.unwrap();
+    assert_eq!((rows("usage_hour").await, rows("usage_day").await, rows("usage_day_tags").await), (1, 1, 0));
 }
 
 /// An unreachable Postgres at start: `connect` still returns, and the writer spills.

@@ -2,6 +2,7 @@
 //! file (`raw`), then resolves and checks every reference and value (`validate`); any problem is a
 //! `ConfigError` with file, line, column, TOML path and a hint.
 
+mod limits;
 mod raw;
 mod secret;
 mod validate;
@@ -10,6 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+pub use limits::{
+    BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, LimitsConfig, OnCounterError, RateLimits,
+};
 pub use secret::{Secret, SecretRef};
 
 /// A validated config: every reference resolves, every value is in range.
@@ -22,6 +26,8 @@ pub struct Config {
     pub routes: BTreeMap<String, RouteConfig>,
     /// `None` when the file has no `[telemetry]` section: nothing is exported.
     pub telemetry: Option<TelemetryConfig>,
+    /// Team rate limits, budgets, and where their counters live.
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -52,6 +58,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long a client may take to send its request body (408 after).
     pub body_read_timeout: Duration,
+    /// Every API call needs a virtual key; without it, a valid key still attributes and limits
+    /// the call, and calls without one are anonymous.
+    pub require_keys: bool,
 }
 
 /// How spans reach the collector.
@@ -98,6 +107,9 @@ pub struct StoreConfig {
     pub retention: Option<Duration>,
     /// Rows per retention `DELETE`, so writers are never blocked long.
     pub retention_batch: usize,
+    /// Hourly and daily usage rollups older than this are deleted; `None` keeps them forever.
+    /// (Minute rollups follow `retention`, like the inferences they summarise.)
+    pub usage_retention: Option<Duration>,
     /// Where batches the store refuses wait (JSON lines) until they can be re-inserted.
     pub spill_path: std::path::PathBuf,
     /// Size bound of the spill file; past it records are dropped and counted. 0 = no spill file.
@@ -352,6 +364,30 @@ pub struct RouteConfig {
     pub breaker: BreakerPolicy,
     /// Reject (400) rather than drop a parameter the chosen provider lacks.
     pub reject_unsupported: bool,
+    /// Which requests keep their request and response bodies in the store.
+    pub store_bodies: StoreBodies,
+    pub limits: RateLimits,
+}
+
+/// Whether a route keeps request and response bodies with its inference records.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum StoreBodies {
+    #[default]
+    Off,
+    On,
+    /// This fraction of requests, chosen at random.
+    Sampled(f64),
+}
+
+impl StoreBodies {
+    /// Whether this request keeps its bodies; `draw` is a uniform number in [0, 1).
+    pub fn keep(self, draw: f64) -> bool {
+        match self {
+            StoreBodies::Off => false,
+            StoreBodies::On => true,
+            StoreBodies::Sampled(f) => draw < f,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -21,6 +21,43 @@ pub struct RawConfig {
     pub routes: BTreeMap<Spanned<String>, RawRoute>,
     /// Absent = no trace export at all.
     pub telemetry: Option<Spanned<RawTelemetry>>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Per-team rate limits.
+    #[serde(default)]
+    pub teams: BTreeMap<Spanned<String>, RawRateLimits>,
+    #[serde(default)]
+    pub budgets: BTreeMap<Spanned<String>, RawBudget>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// `"fail_open"` (count locally, loudly) or `"fail_closed"` (503).
+    pub on_redis_error: Option<Spanned<String>>,
+    pub redis_prefix: Option<String>,
+    pub default_max_output_tokens: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    pub rpm: Option<Spanned<i64>>,
+    pub tpm: Option<Spanned<i64>>,
+    pub max_cost_usd: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    pub scope: Spanned<String>,
+    pub limit_usd: Spanned<f64>,
+    pub window: Option<Spanned<String>>,
+    pub action: Option<Spanned<String>>,
+    pub downgrade_to: Option<Spanned<String>>,
+    #[serde(default)]
+    pub alert_at: Vec<Spanned<f64>>,
+    pub webhook: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -31,6 +68,8 @@ pub struct RawServer {
     pub admin_token: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
     pub body_read_timeout: Option<Spanned<String>>,
+    /// `true`: every API call needs a virtual key (401 without one).
+    pub require_keys: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -46,8 +85,12 @@ pub struct RawStore {
     /// e.g. `"30d"`; unset = keep inferences forever.
     pub retention: Option<Spanned<String>>,
     pub retention_batch: Option<Spanned<i64>>,
+    /// e.g. `"400d"`: how long the hourly and daily usage rollups are kept; unset = forever.
+    pub usage_retention: Option<Spanned<String>>,
     pub spill_path: Option<Spanned<String>>,
     pub spill_max_bytes: Option<Spanned<i64>>,
+    /// `redis://…`: rate-limit and budget counters shared by every replica.
+    pub redis_url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +180,19 @@ pub struct RawRoute {
     /// What to do with a request parameter the chosen provider lacks: `drop` (and say so in the
     /// `x-gardefou-dropped-params` header) or `reject` (400 naming it).
     pub unsupported_params: Option<Spanned<String>>,
+    /// Keep the request and response bodies with the inference record: `"off"` (default),
+    /// `"on"`, or a fraction in (0, 1] of requests, sampled.
+    pub store_bodies: Option<Spanned<RawBodies>>,
+    /// Requests / tokens per minute and a per-request cost cap.
+    pub limits: Option<RawRateLimits>,
+}
+
+/// `store_bodies = "on"` or `store_bodies = 0.1`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawBodies {
+    Word(String),
+    Fraction(f64),
 }
 
 #[derive(Debug, Deserialize)]

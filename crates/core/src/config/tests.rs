@@ -127,6 +127,55 @@ fn bad_values_are_errors() {
 }
 
 #[test]
+fn budgets_limits_and_bodies_with_bad_values_are_errors_at_their_position() {
+    let base = "[providers.demo]\nkind = \"mock\"\n[models.m]\nprovider = \"demo\"\n[routes.r]\ntargets = [{ model = \"m\" }]\n";
+    for (budget, path) in [
+        ("scope = \"team:a\"\nlimit_usd = -5", "budgets.b.limit_usd"),
+        ("scope = \"team:a\"\nlimit_usd = 1e12", "budgets.b.limit_usd"),
+        ("scope = \"planet:mars\"\nlimit_usd = 5", "budgets.b.scope"),
+        ("scope = \"team:\"\nlimit_usd = 5", "budgets.b.scope"),
+        ("scope = \"team:a\"\nlimit_usd = 5\nwindow = \"week\"", "budgets.b.window"),
+        ("scope = \"team:a\"\nlimit_usd = 5\naction = \"downgrade\"", "budgets.b.action"),
+        (
+            "scope = \"team:a\"\nlimit_usd = 5\naction = \"downgrade\"\ndowngrade_to = \"nope\"",
+            "budgets.b.downgrade_to",
+        ),
+        ("scope = \"team:a\"\nlimit_usd = 5\nalert_at = [1.5]", "budgets.b.alert_at"),
+        ("scope = \"team:a\"\nlimit_usd = 5\nwebhook = \"ftp://x\"", "budgets.b.webhook"),
+    ] {
+        let e = error_of(&format!("{base}[budgets.b]\n{budget}\n"));
+        assert_eq!(e.path, path, "{budget}: {e}");
+        assert!(e.line >= 6, "{budget}: {e}");
+    }
+    for (extra, path) in [
+        ("[routes.x]\ntargets = [{ model = \"m\" }]\nlimits = { rpm = 0 }\n", "routes.x.limits.rpm"),
+        ("[routes.x]\ntargets = [{ model = \"m\" }]\nstore_bodies = 1.5\n", "routes.x.store_bodies"),
+        (
+            "[routes.x]\ntargets = [{ model = \"m\" }]\nstore_bodies = \"sometimes\"\n",
+            "routes.x.store_bodies",
+        ),
+        ("[teams.t]\ntpm = -1\n", "teams.t.tpm"),
+        ("[teams.t]\nmax_cost_usd = 1.0\n", "teams.t.max_cost_usd"),
+        ("[store]\nredis_url = \"http://x\"\n", "store.redis_url"),
+        ("[store]\nusage_retention = \"0s\"\n", "store.usage_retention"),
+        ("[limits]\non_redis_error = \"shrug\"\n", "limits.on_redis_error"),
+    ] {
+        assert_eq!(error_of(&format!("{base}{extra}")).path, path, "{extra}");
+    }
+    let ok = Config::parse(
+        &format!("{base}[routes.x]\ntargets = [{{ model = \"m\" }}]\nstore_bodies = 0.25\nlimits = {{ rpm = 10, max_cost_usd = 0.5 }}\n[teams.t]\nrpm = 5\n[budgets.b]\nscope = \"user\"\nlimit_usd = 2\nwindow = \"day\"\nalert_at = [0.9, 0.5]\n[store]\nredis_url = \"redis://127.0.0.1:6379\"\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(ok.routes["x"].store_bodies, StoreBodies::Sampled(0.25));
+    assert_eq!(ok.routes["x"].limits.max_cost_usd, Some(0.5));
+    assert_eq!(ok.limits.teams["t"].rpm, Some(5));
+    assert_eq!(ok.limits.budgets[0].scope, BudgetScope::EachUser);
+    assert_eq!(ok.limits.budgets[0].alert_at, [0.5, 0.9]);
+    assert_eq!(ok.limits.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+}
+
+#[test]
 fn every_example_config_is_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut seen = 0;

@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::raw::{self, RawConfig};
 use super::*;
 
+mod limits;
 mod telemetry;
 
 pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
@@ -93,7 +94,8 @@ impl Cx<'_> {
             routes.insert(name.get_ref().clone(), cfg);
         }
         let telemetry = raw.telemetry.as_ref().map(|t| self.telemetry(t)).transpose()?;
-        Ok(Config { server, store, providers, models, routes, telemetry })
+        let limits = self.limits(&raw.limits, &raw.store.redis_url, &raw.teams, &raw.budgets, &raw.routes)?;
+        Ok(Config { server, store, providers, models, routes, telemetry, limits })
     }
 
     fn server(&self, s: &raw::RawServer) -> R<ServerConfig> {
@@ -127,6 +129,7 @@ impl Cx<'_> {
             admin_token,
             shutdown_grace,
             body_read_timeout,
+            require_keys: s.require_keys.unwrap_or(false),
         })
     }
 
@@ -158,19 +161,8 @@ impl Cx<'_> {
                 return self.err(span, "store.on_full", format!("`{other}` is not `wait` or `drop`"))
             }
         };
-        let retention = match &s.retention {
-            Some(r) => match self.duration(&s.retention, "store.retention", Duration::ZERO)? {
-                d if d.is_zero() => {
-                    return self.err(
-                        r.span(),
-                        "store.retention",
-                        "0 would delete every record; leave it unset to keep them",
-                    )
-                }
-                d => Some(d),
-            },
-            None => None,
-        };
+        let retention = self.retention(&s.retention, "store.retention")?;
+        let usage_retention = self.retention(&s.usage_retention, "store.usage_retention")?;
         let retention_batch = self.count(&s.retention_batch, "store.retention_batch", 1, 1_000_000, 5000)?;
         let spill_max_bytes =
             self.count(&s.spill_max_bytes, "store.spill_max_bytes", 0, 1 << 40, 256 << 20)?;
@@ -182,9 +174,38 @@ impl Cx<'_> {
             on_full,
             retention,
             retention_batch: retention_batch as usize,
+            usage_retention,
             spill_path: s.spill_path.as_ref().map_or("gardefou-spill.jsonl".into(), |p| p.get_ref().into()),
             spill_max_bytes: spill_max_bytes as u64,
         })
+    }
+
+    /// A retention period: unset keeps forever, 0 is refused (it would delete everything).
+    fn retention(&self, v: &Option<Spanned<String>>, path: &str) -> R<Option<Duration>> {
+        let Some(r) = v else { return Ok(None) };
+        match self.duration(v, path, Duration::ZERO)? {
+            d if d.is_zero() => {
+                self.err(r.span(), path, "0 would delete every record; leave it unset to keep them")
+            }
+            d => Ok(Some(d)),
+        }
+    }
+
+    fn store_bodies(&self, v: &Option<Spanned<raw::RawBodies>>, path: &str) -> R<StoreBodies> {
+        let Some(v) = v else { return Ok(StoreBodies::Off) };
+        match v.get_ref() {
+            raw::RawBodies::Word(w) if w == "off" => Ok(StoreBodies::Off),
+            raw::RawBodies::Word(w) if w == "on" => Ok(StoreBodies::On),
+            raw::RawBodies::Fraction(f) if *f > 0.0 && *f <= 1.0 => Ok(StoreBodies::Sampled(*f)),
+            raw::RawBodies::Fraction(f) => self.err(
+                v.span(),
+                path,
+                format!("{f} is not a fraction in (0, 1]; use \"off\" to store none"),
+            ),
+            raw::RawBodies::Word(w) => {
+                self.err(v.span(), path, format!("`{w}` is not `off`, `on` or a fraction such as 0.1"))
+            }
+        }
     }
 
     fn provider(&self, name: &Spanned<String>, p: &raw::RawProvider) -> R<ProviderConfig> {
@@ -635,8 +656,15 @@ impl Cx<'_> {
                 )
             }
         };
+        let store_bodies = self.store_bodies(&r.store_bodies, &format!("{path}.store_bodies"))?;
+        let limits = match &r.limits {
+            Some(l) => self.rate_limits(l, &format!("{path}.limits"), true)?,
+            None => RateLimits::default(),
+        };
         Ok(RouteConfig {
+            limits,
             reject_unsupported,
+            store_bodies,
             name: name.get_ref().clone(),
             description: r.description.clone(),
             targets,

@@ -1,4 +1,7 @@
-//! The command line: `serve`, `config check`, `logs`, `usage`. Errors are one line with the reason.
+//! The command line: `serve`, `config check`, `logs`, `usage`, `keys`, `audit`. Errors are one
+//! line with the reason.
+
+mod keys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +39,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Usage analytics: requests, tokens, cost, errors and latency, grouped and bucketed.
     Usage(UsageArgs),
+    /// Virtual and admin keys: create, list, rotate, revoke.
+    Keys(keys::KeysArgs),
+    /// The audit log of changes (keys, config), newest first, as JSON lines.
+    Audit(keys::AuditArgs),
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +88,9 @@ pub struct LogsArgs {
     /// JSON lines instead of a table
     #[arg(long)]
     pub json: bool,
+    /// One inference, as JSON, with its request and response bodies when its route kept them
+    #[arg(long, conflicts_with_all = ["route", "model", "team", "product", "since", "errors"])]
+    pub id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -158,6 +168,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { file }) => Ok(check(&file)),
         Command::Logs(args) => logs(args).await,
         Command::Usage(args) => usage(args).await,
+        Command::Keys(args) => keys::run(args).await,
+        Command::Audit(args) => keys::audit(args).await,
     }
 }
 
@@ -208,7 +220,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::server::serve(listener, state.clone(), shutdown_signal()).await?;
     stop.cancel();
     tracing::info!("flushing inference records");
-    state.recorder().shutdown().await;
+    state.shutdown().await;
     state.traces().shutdown().await;
     tracker.close();
     tracker.wait().await;
@@ -253,7 +265,7 @@ async fn reload_on_sighup(state: AppState, stop: tokio_util::sync::CancellationT
                 _ = stop.cancelled() => return,
                 r = hup.recv() => {
                     if r.is_none() { return; }
-                    let _ = state.reload().await;
+                    let _ = state.reload_by("signal:SIGHUP").await;
                 }
             }
         }
@@ -386,6 +398,18 @@ fn align(lines: &[Vec<String>]) -> String {
 
 async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let Some(store) = open_store(args.database, args.config).await? else { return Ok(ExitCode::FAILURE) };
+    if let Some(id) = &args.id {
+        return match store.get_inference(id).await? {
+            Some(rec) => {
+                println!("{}", serde_json::to_string_pretty(&crate::server::inferences::record_json(&rec))?);
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("gardefou: no inference `{id}` in the store");
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
     let since_ms = args.since.map(|d| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         i64::try_from(now.saturating_sub(d).as_millis()).unwrap_or(0)

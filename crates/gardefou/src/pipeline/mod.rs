@@ -1,12 +1,16 @@
 //! The path of one request, in order. Each step lives in its own file; this one only says the
 //! order:
 //!
-//! 1. resolve the route on the runtime snapshot the request started with (404 if unknown),
+//! 1. resolve the route on the runtime snapshot the request started with (404 if unknown), and
+//!    check the caller's key may call it (403),
 //! 2. check the request (400 on what no model can answer),
-//! 3. call the route's targets with retries, fallbacks and circuit breakers (`call`),
-//! 4. for streams, commit once the first chunk arrived and relay the rest (`stream`),
-//! 5. record the inference and its metrics off the hot path (`record`).
+//! 3. reserve on the rate limits and budgets that apply (429, or a downgrade to a cheaper
+//!    route; `admit`),
+//! 4. call the route's targets with retries, fallbacks and circuit breakers (`call`),
+//! 5. for streams, commit once the first chunk arrived and relay the rest (`stream`),
+//! 6. record the inference (and settle the reservation) and its metrics off the hot path (`record`).
 
+pub mod admit;
 pub mod call;
 pub mod health;
 pub mod record;
@@ -35,6 +39,8 @@ pub struct StartedStream {
     pub target: TargetRt,
     /// Request parameters the answering provider lacks and that were dropped.
     pub dropped_params: Vec<&'static str>,
+    /// The route's per-request cost cap, as (USD left for the output, USD per output token).
+    pub cost_cap: Option<(f64, f64)>,
 }
 
 /// Refuses a target that lacks some of the request's parameters when the route says `reject`.
@@ -72,6 +78,21 @@ fn route<'a>(rt: &'a Runtime, name: &str) -> Result<&'a Arc<Route>, Error> {
         message: format!("The model `{name}` does not exist or you do not have access to it."),
         param: Some("model".to_owned()),
     })
+}
+
+/// 403 when the caller's key may not call this route.
+fn check_scope(inflight: &Inflight, route: &Route) -> Result<(), Error> {
+    match inflight.key() {
+        Some(k) if !crate::auth::route_allowed(&k.routes, &route.config.name) => {
+            Err(Error::Forbidden(format!(
+                "key `{}` may not call route `{}` (allowed: {})",
+                k.prefix,
+                route.config.name,
+                k.routes.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check(req: &ChatRequest) -> Result<Needs, Error> {
@@ -119,9 +140,13 @@ pub async fn chat(
 ) -> Result<(ChatResponse, Outcome), Error> {
     let route = route(rt, &req.model)?;
     inflight.set_route(&route.config.name);
+    check_scope(inflight, route)?;
     let needs = check(req)?;
+    let admitted = admit::admit(rt, route, req, inflight).await?;
+    let (route, req) = (&admitted.route, &*admitted.req);
     inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
     inflight.capture_input(&req.messages);
+    inflight.keep_request(route.config.store_bodies, req);
     let deadline = Instant::now() + route.config.timeouts.total;
     let metrics = inflight_metrics(inflight);
     let traces = inflight.traces().clone();
@@ -146,6 +171,7 @@ pub async fn chat(
         None => (estimate_usage(&target.model.upstream, req, &resp), true),
     };
     let finish_reason = resp.choices.first().and_then(|c| c.finish_reason);
+    inflight.keep_response(&resp);
     if let Some(c) = resp.choices.first() {
         inflight.capture_output(c.message.content.as_deref().unwrap_or_default(), finish_reason);
     }
@@ -162,9 +188,13 @@ pub async fn chat_stream(
 ) -> Result<StartedStream, Error> {
     let route = route(rt, &req.model)?;
     inflight.set_route(&route.config.name);
+    check_scope(inflight, route)?;
     let needs = check(req)?;
+    let admitted = admit::admit(rt, route, req, inflight).await?;
+    let (route, req) = (&admitted.route, &*admitted.req);
     inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
     inflight.capture_input(&req.messages);
+    inflight.keep_request(route.config.store_bodies, req);
     let deadline = Instant::now() + route.config.timeouts.total;
     let metrics = inflight_metrics(inflight);
     let traces = inflight.traces().clone();
@@ -196,7 +226,13 @@ pub async fn chat_stream(
     let ((first, rest), target) = result?;
     inflight.set_model(&target.model);
     inflight.mark_first_token();
-    Ok(StartedStream { first, rest, dropped_params: dropped(target, req), target: target.clone() })
+    Ok(StartedStream {
+        first,
+        rest,
+        dropped_params: dropped(target, req),
+        target: target.clone(),
+        cost_cap: admitted.cost_cap,
+    })
 }
 
 /// `POST /v1/embeddings`.
@@ -206,10 +242,12 @@ pub async fn embeddings(
     inflight: &mut Inflight,
 ) -> Result<(EmbeddingsResponse, Outcome), Error> {
     let route = route(rt, &req.model)?;
+    check_scope(inflight, route)?;
     inflight.set_route(&route.config.name);
     if req.input.is_empty() {
         return Err(Error::invalid_param("`input` must not be empty", "input"));
     }
+    let route = &admit::admit_embeddings(rt, route, req, inflight).await?;
     let deadline = Instant::now() + route.config.timeouts.total;
     let metrics = inflight_metrics(inflight);
     let needs = Needs { embeddings: true, ..Needs::default() };

@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use gardefou_core::chat::{FinishReason, Message, Role, Usage};
-use gardefou_core::config::ModelConfig;
+use gardefou_core::chat::{ChatRequest, ChatResponse, FinishReason, Message, Role, Usage};
+use gardefou_core::config::{ModelConfig, StoreBodies};
 use gardefou_core::cost::cost_usd;
 use gardefou_core::Error;
-use gardefou_store::{Attempt, InferenceRecord};
+use gardefou_store::{Attempt, Bodies, InferenceRecord};
+
+use crate::limits::Reservation;
 
 use crate::state::AppState;
 use crate::telemetry::metrics::{status_class, ErrorLabels, ModelLabels, RequestLabels, TokenLabels};
@@ -22,6 +24,8 @@ pub const CLIENT_CLOSED: u16 = 499;
 /// Who is calling, as far as gardefou knows it.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
+    /// The virtual key the call came with, if any.
+    pub key: Option<std::sync::Arc<gardefou_store::KeyRecord>>,
     pub key_id: Option<String>,
     pub team: Option<String>,
     pub product: Option<String>,
@@ -54,6 +58,14 @@ pub struct Inflight {
     params: (Option<u32>, Option<f32>),
     /// Prompt and answer as GenAI-convention JSON, only when `capture_content` is on.
     content: (Option<String>, Option<String>),
+    /// Request and answer bodies, only when the route keeps this request's (`store_bodies`).
+    bodies: Option<Bodies>,
+    /// The caller's virtual key, for route scopes and limits.
+    key: Option<std::sync::Arc<gardefou_store::KeyRecord>>,
+    /// What the limits reserved for this call, settled when it finishes.
+    reservation: Option<Reservation>,
+    /// Headers for the client (`x-ratelimit-*`, a budget downgrade).
+    headers: Vec<(&'static str, String)>,
 }
 
 /// How an answer ended, for the record.
@@ -109,6 +121,7 @@ impl Inflight {
                 finish_reason: None,
                 attempts: Vec::new(),
                 tags: caller.tags,
+                bodies: None,
             }),
             attempts: Vec::new(),
             model: None,
@@ -116,6 +129,10 @@ impl Inflight {
             trace,
             params: (None, None),
             content: (None, None),
+            bodies: None,
+            key: caller.key,
+            reservation: None,
+            headers: Vec::new(),
         }
     }
 
@@ -144,12 +161,84 @@ impl Inflight {
         }
     }
 
-    /// Keeps the answer for the span; does nothing unless `capture_content` is on.
+    /// Keeps the request body when the route's `store_bodies` selects this request.
+    pub fn keep_request(&mut self, policy: StoreBodies, req: &ChatRequest) {
+        if policy.keep(rand::random::<f64>()) {
+            if let Ok(request) = serde_json::to_string(req) {
+                self.bodies = Some(Bodies { request, response: None });
+            }
+        }
+    }
+
+    /// Keeps a whole non-streamed answer as the response body, if the request body was kept.
+    pub fn keep_response(&mut self, resp: &ChatResponse) {
+        if let Some(b) = &mut self.bodies {
+            b.response = serde_json::to_string(resp).ok();
+        }
+    }
+
+    /// Whether the answer text is wanted (span content or a stored body).
+    pub fn captures_output(&self) -> bool {
+        self.bodies.is_some() || (self.trace.is_some() && self.app.traces().capture_content())
+    }
+
+    /// Keeps a streamed answer for the span (when `capture_content` is on) and as the response
+    /// body (when the request body was kept).
     pub fn capture_output(&mut self, text: &str, finish: Option<FinishReason>) {
         if self.trace.is_some() && self.app.traces().capture_content() {
             let v = [genai_message(Role::Assistant, text, finish)];
             self.content.1 = serde_json::to_string(&v).ok();
         }
+        if let Some(b) = &mut self.bodies {
+            if b.response.is_none() {
+                let v =
+                    serde_json::json!({ "content": text, "finish_reason": finish.map(FinishReason::as_str) });
+                b.response = serde_json::to_string(&v).ok();
+            }
+        }
+    }
+
+    /// The caller's virtual key, if it came with one.
+    pub fn key(&self) -> Option<&gardefou_store::KeyRecord> {
+        self.key.as_deref()
+    }
+
+    /// The caller as the limits see it: key, team, product, end user.
+    pub fn ask<'a>(&'a self, input: crate::limits::Input<'a>) -> crate::limits::Ask<'a> {
+        let rec = self.rec.as_ref();
+        crate::limits::Ask {
+            key: self.key.as_deref(),
+            team: rec.and_then(|r| r.team.as_deref()),
+            product: rec.and_then(|r| r.product.as_deref()),
+            end_user: rec.and_then(|r| r.end_user.as_deref()),
+            input,
+        }
+    }
+
+    pub fn limits(&self) -> &crate::limits::Limits {
+        self.app.limits()
+    }
+
+    /// Keeps what the limits reserved (settled at finish) and the headers they give the client.
+    pub fn admitted(&mut self, reservation: Option<Reservation>, headers: Vec<(&'static str, String)>) {
+        self.reservation = reservation;
+        self.headers.extend(headers);
+    }
+
+    /// Adds a tag to the record (e.g. why a stream was cut).
+    pub fn add_tag(&mut self, key: &str, value: &str) {
+        if let Some(r) = &mut self.rec {
+            r.tags.insert(key.to_owned(), value.to_owned());
+        }
+    }
+
+    pub fn add_header(&mut self, name: &'static str, value: String) {
+        self.headers.push((name, value));
+    }
+
+    /// Headers for the client's response.
+    pub fn response_headers(&self) -> &[(&'static str, String)] {
+        &self.headers
     }
 
     pub fn metrics(&self) -> &crate::telemetry::Metrics {
@@ -211,6 +300,7 @@ impl Inflight {
         rec.attempts = std::mem::take(&mut self.attempts);
         rec.finish_reason = outcome.finish_reason.map(|f| f.as_str().to_owned());
         rec.tokens_estimated = outcome.tokens_estimated;
+        rec.bodies = self.bodies.take();
         if let Some(e) = err {
             rec.error_kind = Some(e.kind().to_owned());
             rec.error_message = Some(e.to_string());
@@ -262,6 +352,17 @@ impl Inflight {
                     m.unknown_price().get_or_create(&labels).inc();
                 }
             }
+        }
+        if let Some(res) = self.reservation.take() {
+            // A failed call without usage cost nothing; an answer at an unknown price keeps its
+            // worst case.
+            let cost = match (&rec.cost_usd, rec.input_tokens) {
+                (Some(c), _) => Some(*c),
+                (None, None) => Some(0.0),
+                (None, Some(_)) => None,
+            };
+            let tokens = rec.input_tokens.unwrap_or(0) + rec.output_tokens.unwrap_or(0);
+            self.app.limits().settle(res, cost, u64::try_from(tokens).unwrap_or(0));
         }
         m.requests()
             .get_or_create(&RequestLabels {

@@ -20,13 +20,20 @@ struct State {
     include_usage: bool,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
-    /// Output text, kept only to count tokens when the upstream reports no usage.
+    /// Output text, kept only to count tokens when the upstream reports no usage, or when the
+    /// answer is captured (span content, stored bodies).
     text: String,
+    keep_text: bool,
     model: String,
     id: String,
     created: u64,
     prompt_tokens: Option<u64>,
     done: bool,
+    /// The route's per-request cost cap: (USD left for the output, USD per output token).
+    cost_cap: Option<(f64, f64)>,
+    /// Output tokens so far, counted delta by delta (a little above the count of the whole
+    /// text, so the cut comes early rather than late), to hold the cost cap.
+    out_tokens: u64,
 }
 
 /// The SSE body for a started stream. `req` is needed only to count prompt tokens when the
@@ -37,6 +44,12 @@ pub fn sse_body(
     inflight: Inflight,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let reports_usage = started.target.provider.as_ref().is_some_and(|p| p.reports_stream_usage());
+    let cost_cap = started.cost_cap;
+    // Counted here when the upstream reports no usage, or when a capped stream may be cut off
+    // before the upstream's usage arrives.
+    let prompt_tokens = (!reports_usage || cost_cap.is_some())
+        .then(|| tokens::count_prompt(&started.target.model.upstream, req));
+    let keep_text = prompt_tokens.is_some() || inflight.captures_output();
     let state = State {
         first: Some(started.first),
         rest: started.rest,
@@ -48,7 +61,10 @@ pub fn sse_body(
         model: started.target.model.upstream.clone(),
         id: String::new(),
         created: 0,
-        prompt_tokens: (!reports_usage).then(|| tokens::count_prompt(&started.target.model.upstream, req)),
+        prompt_tokens,
+        keep_text,
+        cost_cap,
+        out_tokens: 0,
         done: false,
     };
     futures_util::stream::unfold(state, |mut st| async move {
@@ -94,7 +110,17 @@ impl State {
             if c.finish_reason.is_some() && c.index == 0 {
                 self.finish = c.finish_reason;
             }
-            if self.prompt_tokens.is_some() {
+            if self.cost_cap.is_some() {
+                if let Some(t) = &c.delta.content {
+                    self.out_tokens += tokens::count_text(&self.model, t);
+                }
+                for call in c.delta.tool_calls.iter().flatten() {
+                    if let Some(a) = call.function.as_ref().and_then(|f| f.arguments.as_ref()) {
+                        self.out_tokens += tokens::count_text(&self.model, a);
+                    }
+                }
+            }
+            if self.keep_text {
                 if let Some(t) = &c.delta.content {
                     self.text.push_str(t);
                 }
@@ -109,6 +135,34 @@ impl State {
         // A usage-only chunk reaches the client only if it asked for usage.
         if !chunk.choices.is_empty() || self.include_usage {
             event(&mut buf, &chunk);
+        }
+        if let Some((left_usd, per_token)) = self.cost_cap {
+            let estimated = self.out_tokens as f64 * per_token;
+            if estimated >= left_usd && self.finish.is_none() {
+                // The cap is reached: end the answer here, as if max_tokens had been hit; the
+                // upstream stream is dropped (and its connection closed) with the state.
+                self.finish = Some(FinishReason::Length);
+                let stop = ChatChunk {
+                    id: self.id.clone(),
+                    object: "chat.completion.chunk".to_owned(),
+                    created: self.created,
+                    model: self.model.clone(),
+                    choices: vec![gardefou_core::chat::ChunkChoice {
+                        index: 0,
+                        delta: Default::default(),
+                        finish_reason: Some(FinishReason::Length),
+                        logprobs: None,
+                    }],
+                    usage: None,
+                    system_fingerprint: None,
+                    service_tier: None,
+                };
+                event(&mut buf, &stop);
+                if let Some(inflight) = self.inflight.as_mut() {
+                    inflight.add_tag("gardefou_cut", "cost_cap");
+                }
+                buf.extend_from_slice(&self.on_end());
+            }
         }
         buf.freeze()
     }

@@ -1,5 +1,5 @@
-//! Admin endpoints: reload the config, show the live config (never a secret). Protected by
-//! `server.admin_token` when it is set.
+//! Admin endpoints: reload the config (admins), show the live config (never a secret; viewers
+//! and up). Every admin endpoint checks its caller with `authorize` (`auth::authorize_admin`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -9,38 +9,23 @@ use gardefou_core::Error;
 use serde_json::json;
 
 use super::error::ApiError;
+use crate::auth::{authorize_admin, AdminPrincipal, Need};
 use crate::state::AppState;
 
-/// Ok when `server.admin_token` is unset or the request carries it as a bearer token.
-pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let rt = state.runtime();
-    let Some(token_ref) = &rt.config.server.admin_token else { return Ok(()) };
-    let expected = token_ref
-        .resolve()
-        .map_err(|_| Error::Forbidden("the admin token is configured but cannot be read".to_owned()))?;
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            Error::Unauthenticated("admin endpoints need `Authorization: Bearer <admin token>`".to_owned())
-        })?;
-    if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
-        Ok(())
-    } else {
-        Err(Error::Unauthenticated("wrong admin token".to_owned()).into())
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The admin caller of `headers`, if it may do what `need` says (`auth::authorize_admin`).
+pub(super) fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    need: Need,
+) -> Result<AdminPrincipal, ApiError> {
+    authorize_admin(state, headers, need).map_err(ApiError)
 }
 
 /// `POST /admin/reload`: re-read the config; 200 with the routes when applied, 400 with the
 /// located error when rejected (the previous config stays live).
 pub async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
-    match state.reload().await {
+    let who = authorize(&state, &headers, Need::Admin)?;
+    match state.reload_by(&who.actor).await {
         Ok(rt) => {
             let mut routes: Vec<&String> = rt.routes.keys().collect();
             routes.sort();
@@ -59,7 +44,7 @@ pub async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Result
 
 /// `GET /admin/config`: routes, models and providers of the live config, without secrets.
 pub async fn config(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers, Need::Read)?;
     let rt = state.runtime();
     let c = &rt.config;
     let providers: serde_json::Map<String, serde_json::Value> = c

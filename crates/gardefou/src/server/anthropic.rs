@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{AppJson, RequestId};
-use super::handlers::{start_inflight, with_dropped, with_header};
+use super::handlers::{start_inflight, with_dropped, with_header, with_headers};
 use super::INFERENCE_ID;
 use crate::pipeline::record::{Caller, Inflight, Outcome};
 use crate::pipeline::{self, StartedStream};
@@ -67,6 +67,7 @@ pub async fn messages(
     if stream {
         match pipeline::chat_stream(&rt, &req, &mut inflight).await {
             Ok(started) => {
+                let extra = inflight.response_headers().to_vec();
                 let model = started.target.model.name.clone();
                 let dropped = started.dropped_params.clone();
                 let body = Body::from_stream(sse_body(started, &req, &requested, inflight));
@@ -78,13 +79,14 @@ pub async fn messages(
                     .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
                 let resp =
                     with_header(with_header(resp, INFERENCE_ID, &inference_id), "x-gardefou-model", &model);
-                with_dropped(resp, &dropped)
+                with_headers(with_dropped(resp, &dropped), &extra)
             }
             Err(e) => fail(inflight, e),
         }
     } else {
         match pipeline::chat(&rt, &req, &mut inflight).await {
             Ok((mut resp, mut outcome)) => {
+                let extra = inflight.response_headers().to_vec();
                 let model = inflight.model_name();
                 let dropped = std::mem::take(&mut outcome.dropped_params);
                 // Counted by the pipeline when the upstream reported none.
@@ -94,7 +96,7 @@ pub async fn messages(
                 let resp = Json(body).into_response();
                 let resp =
                     with_header(with_header(resp, INFERENCE_ID, &inference_id), "x-gardefou-model", &model);
-                with_dropped(resp, &dropped)
+                with_headers(with_dropped(resp, &dropped), &extra)
             }
             Err(e) => fail(inflight, e),
         }

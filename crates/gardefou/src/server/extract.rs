@@ -10,6 +10,11 @@ use gardefou_core::Error;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use std::sync::Arc;
+
+use gardefou_store::{KeyKind, KeyRecord};
+
+use crate::auth::KeyRefusal;
 use crate::pipeline::record::Caller;
 use crate::state::AppState;
 
@@ -77,12 +82,16 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 const MAX_TAGS: usize = 16;
 const MAX_TAG_LEN: usize = 128;
 
-/// The caller's attribution. Until virtual keys exist it comes from headers:
-/// `x-gardefou-team`, `x-gardefou-product`, `x-gardefou-user`, `x-gardefou-tags: k=v,k2=v2`.
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+/// The caller: its virtual key (`Authorization: Bearer gf_…` or `x-api-key: gf_…`) and its
+/// attribution. A key's team and product win over the `x-gardefou-team` / `x-gardefou-product`
+/// headers, which only attribute anonymous calls and keys without them; `x-gardefou-user` and
+/// `x-gardefou-tags: k=v,k2=v2` add the end user and tags. 401 when `server.require_keys` is on
+/// and no valid key came, or when a `gf_` key is wrong, revoked or expired.
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = caller_key(parts, state)?;
         let h = |name: &str| -> Result<Option<String>, ApiError> {
             match parts.headers.get(name) {
                 None => Ok(None),
@@ -107,15 +116,45 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 insert_tag(&mut tags, k.trim(), v.trim())?;
             }
         }
+        let (team, product) = match &key {
+            Some(k) => {
+                (k.team.clone().or(h("x-gardefou-team")?), k.product.clone().or(h("x-gardefou-product")?))
+            }
+            None => (h("x-gardefou-team")?, h("x-gardefou-product")?),
+        };
         Ok(Caller {
-            key_id: None,
-            team: h("x-gardefou-team")?,
-            product: h("x-gardefou-product")?,
+            key_id: key.as_ref().map(|k| k.id.clone()),
+            key,
+            team,
+            product,
             end_user: h("x-gardefou-user")?,
             tags,
             traceparent: parts.headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned),
             tracestate: parts.headers.get("tracestate").and_then(|v| v.to_str().ok()).map(str::to_owned),
         })
+    }
+}
+
+/// The virtual key the request presents, checked against the in-memory key table.
+fn caller_key(parts: &Parts, state: &AppState) -> Result<Option<Arc<KeyRecord>>, ApiError> {
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let presented = bearer.or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    let required = state.runtime().config.server.require_keys;
+    match presented.map(str::trim) {
+        Some(p) if p.starts_with("gf_") => match state.keys().check(p, KeyKind::Api, crate::auth::now_ms()) {
+            Ok(k) => Ok(Some(k)),
+            Err(refusal) => Err(Error::Unauthenticated(refusal.message().to_owned()).into()),
+        },
+        Some(_) if required => Err(Error::Unauthenticated(KeyRefusal::Invalid.message().to_owned()).into()),
+        None if required => Err(Error::Unauthenticated(
+            "You didn't provide an API key. Send it as `Authorization: Bearer gf_…`.".to_owned(),
+        )
+        .into()),
+        _ => Ok(None),
     }
 }
 

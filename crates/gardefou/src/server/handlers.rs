@@ -23,6 +23,14 @@ pub(super) fn with_header(mut resp: Response, name: &'static str, value: &str) -
     resp
 }
 
+/// Adds the headers the pipeline gave the client (`x-ratelimit-*`, a budget downgrade).
+pub(super) fn with_headers(mut resp: Response, extra: &[(&'static str, String)]) -> Response {
+    for (name, value) in extra {
+        resp = with_header(resp, name, value);
+    }
+    resp
+}
+
 /// Names the request parameters the answering provider lacks and that were dropped.
 pub const DROPPED_PARAMS: &str = "x-gardefou-dropped-params";
 
@@ -98,6 +106,7 @@ pub async fn chat_completions(
     if stream {
         match pipeline::chat_stream(&rt, &req, &mut inflight).await {
             Ok(started) => {
+                let extra = inflight.response_headers().to_vec();
                 let model = started.target.model.name.clone();
                 let dropped = started.dropped_params.clone();
                 let body = Body::from_stream(stream::sse_body(started, &req, inflight));
@@ -109,20 +118,21 @@ pub async fn chat_completions(
                     .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
                 let resp =
                     with_header(with_header(resp, INFERENCE_ID, &inference_id), "x-gardefou-model", &model);
-                with_dropped(resp, &dropped)
+                with_headers(with_dropped(resp, &dropped), &extra)
             }
             Err(e) => fail(inflight, e),
         }
     } else {
         match pipeline::chat(&rt, &req, &mut inflight).await {
             Ok((resp, mut outcome)) => {
+                let extra = inflight.response_headers().to_vec();
                 let model = inflight.model_name();
                 let dropped = std::mem::take(&mut outcome.dropped_params);
                 inflight.finish_ok(outcome);
                 let resp = Json(resp).into_response();
                 let resp =
                     with_header(with_header(resp, INFERENCE_ID, &inference_id), "x-gardefou-model", &model);
-                with_dropped(resp, &dropped)
+                with_headers(with_dropped(resp, &dropped), &extra)
             }
             Err(e) => fail(inflight, e),
         }
@@ -150,12 +160,14 @@ pub async fn embeddings(
     match pipeline::embeddings(&rt, &req, &mut inflight).await {
         Ok((resp, outcome)) => {
             let model = inflight.model_name();
+            let extra = inflight.response_headers().to_vec();
             inflight.finish_ok(outcome);
-            with_header(
+            let resp = with_header(
                 with_header(Json(resp).into_response(), INFERENCE_ID, &inference_id),
                 "x-gardefou-model",
                 &model,
-            )
+            );
+            with_headers(resp, &extra)
         }
         Err(e) => fail(inflight, e),
     }
@@ -208,6 +220,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`: Prometheus / OpenMetrics text.
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics().sync_limiter(state.limits().limiter());
     let body = state.metrics().render(state.recorder());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()

@@ -10,6 +10,8 @@ mod anthropic;
 mod error;
 mod extract;
 mod handlers;
+pub mod inferences;
+mod keys;
 mod usage;
 
 use std::future::{Future, IntoFuture};
@@ -44,6 +46,12 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/reload", post(admin::reload))
         .route("/admin/config", get(admin::config))
         .route("/admin/usage", get(usage::usage))
+        .route("/admin/inferences/{id}", get(inferences::get))
+        .route("/admin/keys", post(keys::create).get(keys::list))
+        .route("/admin/keys/{id}", get(keys::get).delete(keys::revoke))
+        .route("/admin/keys/{id}/rotate", post(keys::rotate))
+        .route("/admin/keys/{id}/revoke", post(keys::revoke))
+        .route("/admin/audit", get(keys::audit))
         .fallback(handlers::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(admin::panic_response))
         .layer(middleware::from_fn(request_id))
@@ -78,6 +86,14 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    // Keys are checked in memory: load them before the first request can arrive.
+    if let Err(e) = state.keys().refresh(state.store()).await {
+        tracing::warn!(kind = e.kind(), error = %e, "could not load the keys at start; retrying in the background");
+    }
+    // Budgets start from what was spent so far in their window.
+    let keys = state.keys().all();
+    crate::limits::seed_budgets(&state.runtime().config, state.store(), state.limits().limiter(), &keys)
+        .await;
     let grace = state.runtime().config.server.shutdown_grace;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {

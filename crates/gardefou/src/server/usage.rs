@@ -15,6 +15,7 @@ use gardefou_store::{Bucket, Dimension, StoreError, UsageFilter, UsageQuery, Usa
 
 use super::admin::authorize;
 use super::error::ApiError;
+use crate::auth::Need;
 use crate::state::AppState;
 
 const PARAMS: [&str; 11] =
@@ -26,8 +27,23 @@ pub async fn usage(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    authorize(&state, &headers)?;
-    let query = parse(&params, now_ms())?;
+    let who = authorize(&state, &headers, Need::Read)?;
+    let mut query = parse(&params, now_ms())?;
+    // A team-scoped caller sees its own team only.
+    if let Some(team) = &who.team {
+        match &query.filter.team {
+            Some(asked) if asked != team => {
+                return Err(Error::Forbidden(format!("this credential may only read team `{team}`")).into())
+            }
+            _ => query.filter.team = Some(team.clone()),
+        }
+        if query.group_by.iter().any(|d| matches!(d, Dimension::Tag(_))) {
+            return Err(Error::Forbidden(
+                "tag rollups span every team; a team-scoped credential cannot group by tag".to_owned(),
+            )
+            .into());
+        }
+    }
     match state.store().usage(&query).await {
         Ok(report) => Ok(Json(report)),
         Err(StoreError::InvalidUsageQuery { param, message }) => {

@@ -26,6 +26,32 @@ pub const RECORDS_DROPPED: &str = "gardefou_inference_records_dropped";
 pub const RECORDS_WRITTEN: &str = "gardefou_inference_records_written";
 pub const RECORD_QUEUE: &str = "gardefou_inference_record_queue_length";
 pub const CIRCUIT_OPEN: &str = "gardefou_circuit_open";
+pub const LIMITED: &str = "gardefou_rate_limited";
+pub const BUDGET_REJECTIONS: &str = "gardefou_budget_rejections";
+pub const BUDGET_DOWNGRADES: &str = "gardefou_budget_downgrades";
+pub const BUDGET_ALERTS: &str = "gardefou_budget_alerts";
+pub const SETTLES_DROPPED: &str = "gardefou_limit_settles_dropped";
+pub const WEBHOOK_FAILURES: &str = "gardefou_webhook_failures";
+pub const LIMITS_BACKEND_ERRORS: &str = "gardefou_limits_backend_errors";
+pub const LIMITS_BACKEND_UP: &str = "gardefou_limits_backend_up";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// `key_rpm`, `team_tpm`, `route_rpm`, `budget`…
+    pub limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    /// The budget's name in the config (bounded).
+    pub budget: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub budget: String,
+    pub threshold: String,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -97,6 +123,14 @@ struct Inner {
     records_dropped: Counter,
     records_written: Counter,
     record_queue: Gauge,
+    limited: Family<LimitLabels, Counter>,
+    budget_rejections: Family<BudgetLabels, Counter>,
+    budget_downgrades: Family<BudgetLabels, Counter>,
+    budget_alerts: Family<AlertLabels, Counter>,
+    settles_dropped: Counter,
+    webhook_failures: Counter,
+    limits_backend_errors: Counter,
+    limits_backend_up: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -162,6 +196,50 @@ impl Metrics {
         registry.register(RECORDS_WRITTEN, "Inference records written to the store", records_written.clone());
         let record_queue = Gauge::default();
         registry.register(RECORD_QUEUE, "Inference records waiting to be written", record_queue.clone());
+        let limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            LIMITED,
+            "Requests refused by a gardefou rate limit or budget, by limit",
+            limited.clone(),
+        );
+        let budget_rejections = Family::<BudgetLabels, Counter>::default();
+        registry.register(
+            BUDGET_REJECTIONS,
+            "Requests refused because a budget is spent",
+            budget_rejections.clone(),
+        );
+        let budget_downgrades = Family::<BudgetLabels, Counter>::default();
+        registry.register(
+            BUDGET_DOWNGRADES,
+            "Requests moved to a cheaper route because a budget is spent",
+            budget_downgrades.clone(),
+        );
+        let budget_alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(BUDGET_ALERTS, "Budget soft thresholds crossed", budget_alerts.clone());
+        let settles_dropped = Counter::default();
+        registry.register(
+            SETTLES_DROPPED,
+            "Budget or token settlements that could not be applied (spend stays at its worst case)",
+            settles_dropped.clone(),
+        );
+        let webhook_failures = Counter::default();
+        registry.register(
+            WEBHOOK_FAILURES,
+            "Webhook notices that could not be delivered",
+            webhook_failures.clone(),
+        );
+        let limits_backend_errors = Counter::default();
+        registry.register(
+            LIMITS_BACKEND_ERRORS,
+            "Limit checks the shared counters (Redis) did not answer; fail-open counted them locally",
+            limits_backend_errors.clone(),
+        );
+        let limits_backend_up = Gauge::default();
+        registry.register(
+            LIMITS_BACKEND_UP,
+            "1 while the limit counters answer (always 1 for in-process counters)",
+            limits_backend_up.clone(),
+        );
         last_reload_ok.set(1);
         Metrics {
             inner: Arc::new(Inner {
@@ -180,6 +258,14 @@ impl Metrics {
                 records_dropped,
                 records_written,
                 record_queue,
+                limited,
+                budget_rejections,
+                budget_downgrades,
+                budget_alerts,
+                settles_dropped,
+                webhook_failures,
+                limits_backend_errors,
+                limits_backend_up,
             }),
         }
     }
@@ -210,6 +296,31 @@ impl Metrics {
     }
     pub fn circuit_open(&self) -> &Family<TargetLabels, Gauge> {
         &self.inner.circuit_open
+    }
+
+    pub fn limited(&self) -> &Family<LimitLabels, Counter> {
+        &self.inner.limited
+    }
+    pub fn budget_rejections(&self) -> &Family<BudgetLabels, Counter> {
+        &self.inner.budget_rejections
+    }
+    pub fn budget_downgrades(&self) -> &Family<BudgetLabels, Counter> {
+        &self.inner.budget_downgrades
+    }
+    pub fn budget_alerts(&self) -> &Family<AlertLabels, Counter> {
+        &self.inner.budget_alerts
+    }
+    pub fn settles_dropped(&self) -> &Counter {
+        &self.inner.settles_dropped
+    }
+    pub fn webhook_failures(&self) -> &Counter {
+        &self.inner.webhook_failures
+    }
+
+    /// Copies the limit counters' backend health in (before rendering).
+    pub fn sync_limiter(&self, limiter: &gardefou_store::limits::Limiter) {
+        sync_counter(&self.inner.limits_backend_errors, limiter.backend_errors());
+        self.inner.limits_backend_up.set(i64::from(limiter.backend_healthy()));
     }
 
     pub fn reload(&self, applied: bool) {

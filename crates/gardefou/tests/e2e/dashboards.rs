@@ -670,6 +670,29 @@ targets = [{ model = "busy" }]
 retry = { attempts = 1 }
 [routes.strict]
 targets = [{ model = "picky" }]
+[routes.metered]
+targets = [{ model = "polite" }]
+limits = { rpm = 1 }
+[models.dear]
+provider = "demo"
+price = { input = 0.0, output = 10000.0 }
+mock = { mode = "fixed", text = "word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word word" }
+[routes.dear]
+targets = [{ model = "dear" }]
+[routes.dear2]
+targets = [{ model = "dear" }]
+[budgets.dear-cap]
+scope = "route:dear"
+limit_usd = 1.0
+window = "day"
+action = "downgrade"
+downgrade_to = "chat"
+[budgets.dear2-daily]
+scope = "route:dear2"
+limit_usd = 0.5
+window = "day"
+alert_at = [0.5]
+webhook = "http://127.0.0.1:1/unreachable"
 "#;
 
 fn rewrite_config(gw: &Gateway, text: &str) {
@@ -703,6 +726,17 @@ async fn drive_traffic(gw: &Gateway) -> u64 {
     expect(429, gw.chat(hello("limited")).await.status(), "a rate limit");
     expect(422, gw.chat(hello("strict")).await.status(), "the provider rejects the request");
     expect(404, gw.chat(hello("no-such-route")).await.status(), "no such route");
+    expect(200, gw.chat(hello("metered")).await.status(), "within a rate limit");
+    expect(429, gw.chat(hello("metered")).await.status(), "over a rate limit");
+    // Each call to `dear` costs exactly its worst case: max_tokens × $0.01.
+    let mut dear = hello("dear");
+    dear["max_tokens"] = json!(60);
+    expect(200, gw.chat(dear.clone()).await.status(), "within `dear-cap`");
+    expect(200, gw.chat(dear).await.status(), "`dear-cap` spent: downgraded to `chat`");
+    let mut dear2 = hello("dear2");
+    dear2["max_tokens"] = json!(30);
+    expect(200, gw.chat(dear2.clone()).await.status(), "half of `dear2-daily`: an alert, a failed webhook");
+    expect(429, gw.chat(dear2).await.status(), "`dear2-daily` spent: rejected");
 
     rewrite_config(gw, CONFIG);
     assert_eq!(gw.post("/admin/reload", json!({})).await.status(), 200, "an applied reload");

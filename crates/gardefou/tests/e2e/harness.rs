@@ -103,7 +103,7 @@ impl Gateway {
         if let Some(h) = self.server.take() {
             h.await.unwrap();
         }
-        self.state.recorder().shutdown().await;
+        self.state.shutdown().await;
         self.tracker.close();
         self.tracker.wait().await;
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -19,7 +19,7 @@ use crate::harness::{json_reply, Gateway, Upstream, MOCK};
 
 /// What a receiver got: spans with the `service.name` of their resource.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(String, Span)>>>);
+pub(crate) struct Received(Arc<Mutex<Vec<(String, Span)>>>);
 
 impl Received {
     fn take(&self, req: ExportTraceServiceRequest) {
@@ -43,7 +43,7 @@ impl Received {
     }
 
     /// Waits (at most 5 s) until `n` spans arrived.
-    async fn wait_for(&self, n: usize) -> Vec<(String, Span)> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<(String, Span)> {
         for _ in 0..250 {
             if self.0.lock().unwrap().len() >= n {
                 break;
@@ -56,13 +56,13 @@ impl Received {
     }
 }
 
-struct Collector {
+pub(crate) struct Collector {
     endpoint: String,
     protocol: &'static str,
-    received: Received,
+    pub(crate) received: Received,
 }
 
-async fn http_collector() -> Collector {
+pub(crate) async fn http_collector() -> Collector {
     use axum::extract::State;
     let received = Received::default();
     let app = axum::Router::new()
@@ -111,7 +111,7 @@ async fn grpc_collector() -> Collector {
     Collector { endpoint: format!("http://{addr}"), protocol: "grpc", received }
 }
 
-fn telemetry(c: &Collector, extra: &str) -> String {
+pub(crate) fn telemetry(c: &Collector, extra: &str) -> String {
     format!(
         "[telemetry]\notlp_endpoint = \"{}\"\notlp_protocol = \"{}\"\nservice_name = \"gardefou-test\"\nexport_interval = \"50ms\"\n{extra}\n",
         c.endpoint, c.protocol

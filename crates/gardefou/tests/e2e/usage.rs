@@ -132,3 +132,72 @@ async fn admin_usage_counts_traffic_by_team_and_tag_and_the_cli_prints_it() {
     gw.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `store_bodies` per route: `on` keeps the request and the answer (whole response, or the
+/// streamed text), `off` keeps neither, `0.5` keeps some; `GET /admin/inferences/{id}` and
+/// `gardefou logs --id` show them.
+#[tokio::test]
+async fn routes_that_store_bodies_keep_request_and_answer_and_others_keep_none() {
+    let gw = Gateway::start(&format!(
+        "{MOCK}
+[models.polite]
+provider = \"demo\"
+[routes.kept]
+targets = [{{ model = \"polite\" }}]
+store_bodies = \"on\"
+[routes.plain]
+targets = [{{ model = \"polite\" }}]
+[routes.sampled]
+targets = [{{ model = \"polite\" }}]
+store_bodies = 0.5
+"
+    ))
+    .await;
+    let ask = |route: &str, stream: bool| json!({"model": route, "stream": stream, "messages": [{"role": "user", "content": "keep me 🦀"}]});
+    let id_of = |r: &reqwest::Response| r.headers()["x-gardefou-inference-id"].to_str().unwrap().to_owned();
+    let kept = gw.chat(ask("kept", false)).await;
+    let kept_id = id_of(&kept);
+    let answer: Value = kept.json().await.unwrap();
+    let streamed = gw.chat(ask("kept", true)).await;
+    let streamed_id = id_of(&streamed);
+    let streamed_text = streamed.text().await.unwrap();
+    let plain_id = id_of(&gw.chat(ask("plain", false)).await);
+    for _ in 0..40 {
+        assert_eq!(gw.chat(ask("sampled", false)).await.status(), 200);
+    }
+    gw.records(43).await;
+
+    let get = |id: String| reqwest::Client::new().get(gw.url(&format!("/admin/inferences/{id}"))).send();
+    let rec: Value = get(kept_id.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(rec["bodies"]["request"]["messages"][0]["content"], "keep me 🦀", "{rec}");
+    assert_eq!(rec["bodies"]["response"], answer, "the whole response is kept");
+    let rec: Value = get(streamed_id).await.unwrap().json().await.unwrap();
+    let text = rec["bodies"]["response"]["content"].as_str().unwrap();
+    assert!(!text.is_empty() && streamed_text.contains(&text[..text.len().min(8)]), "{rec}");
+    assert_eq!(rec["bodies"]["response"]["finish_reason"], "stop");
+    let rec: Value = get(plain_id).await.unwrap().json().await.unwrap();
+    assert_eq!(rec.get("bodies"), None, "{rec}");
+    let missing = get("no-such-id".into()).await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let filter =
+        gardefou_store::LogFilter { route: Some("sampled".into()), limit: 100, ..Default::default() };
+    let sampled = gw.state.store().list_inferences(&filter).await.unwrap();
+    let mut with_bodies = 0;
+    for r in sampled {
+        if gw.state.store().get_inference(&r.id).await.unwrap().unwrap().bodies.is_some() {
+            with_bodies += 1;
+        }
+    }
+    assert!((5..=35).contains(&with_bodies), "about half of 40 sampled requests keep bodies: {with_bodies}");
+
+    let url = format!("sqlite://{}", gw.dir.join("gardefou.db").display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gardefou"))
+        .args(["logs", "--id", &kept_id, "--database", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["bodies"]["response"], answer);
+    gw.stop().await;
+}

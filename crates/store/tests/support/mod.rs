@@ -131,6 +131,7 @@ impl TestDb {
             on_full,
             retention: None,
             retention_batch: 5000,
+            usage_retention: None,
             spill_path: self.spill_path.clone(),
             spill_max_bytes: 1 << 20,
         }
@@ -148,6 +149,39 @@ impl TestDb {
                 let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
                 conn.execute(sql).await.unwrap();
                 conn.close().await.unwrap();
+            }
+        }
+    }
+
+    /// Runs `sql` and returns the database's error message if it fails.
+    pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
+        let result = match self.kind {
+            Kind::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                conn.execute(sql).await.map(drop)
+            }
+            Kind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                conn.execute(sql).await.map(drop)
+            }
+        };
+        result.map_err(|e| e.to_string())
+    }
+
+    /// The first column of the first row of `sql`, an integer (e.g. a `COUNT(*)`).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                let v = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                v
+            }
+            Kind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                let v = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                v
             }
         }
     }
@@ -248,6 +282,7 @@ pub fn minimal(i: u64, created_at_ms: i64) -> InferenceRecord {
         finish_reason: None,
         attempts: Vec::new(),
         tags: BTreeMap::new(),
+        bodies: None,
     }
 }
 
