@@ -38,6 +38,10 @@ pub enum Error {
     /// `budget_exceeded`; the message names the limit and when it resets. Never retried.
     #[error("{message}")]
     LimitExceeded { code: &'static str, message: String, retry_after: Option<Duration> },
+    /// 400: a guard blocked the request (`direction` "input") or the answer ("output"). Names
+    /// the guard and the finding types, never the matched text.
+    #[error("The {direction} was blocked by the `{guard}` guard ({kinds}).")]
+    GuardrailViolation { guard: String, kinds: String, direction: &'static str },
     /// 400 (or the provider's 4xx): the provider rejected the request as invalid.
     #[error("{provider} rejected the request: {message}")]
     ProviderRejected { provider: String, status: u16, message: String },
@@ -75,7 +79,7 @@ impl Error {
 
     pub fn status(&self) -> u16 {
         match self {
-            Error::InvalidRequest { .. } => 400,
+            Error::InvalidRequest { .. } | Error::GuardrailViolation { .. } => 400,
             Error::Unauthenticated(_) => 401,
             Error::Forbidden(_) => 403,
             Error::NotFound { .. } => 404,
@@ -105,6 +109,7 @@ impl Error {
             | Error::RequestTimeout
             | Error::PayloadTooLarge { .. }
             | Error::LimitExceeded { .. }
+            | Error::GuardrailViolation { .. }
             | Error::ProviderRejected { .. } => Fault::Client,
             Error::RateLimited { .. }
             | Error::ProviderAuth { .. }
@@ -155,6 +160,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::RateLimited { .. } => "rate_limited",
             Error::LimitExceeded { code, .. } => code,
+            Error::GuardrailViolation { .. } => "guardrail_violation",
             Error::ProviderRejected { .. } => "provider_rejected",
             Error::ProviderAuth { .. } => "provider_auth",
             Error::ProviderServer { .. } => "provider_error",

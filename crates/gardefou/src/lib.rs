@@ -1,6 +1,7 @@
 //! gardefou: an LLM Ops gateway in one binary. One OpenAI-compatible endpoint in front of every
 //! configured model, with routing, retries, fallbacks and circuit breakers, config as code with
-//! live reload, every inference recorded, and Prometheus metrics.
+//! live reload, virtual keys and roles, rate limits and budgets, guardrails with a human
+//! fallback, every inference recorded, Prometheus metrics and OpenTelemetry traces.
 
 pub mod auth;
 pub mod cli;

@@ -88,7 +88,7 @@ const KEY_COLUMNS: &str = "id, hash, prefix, kind, role, team, product, name, ro
     created_by, created_at_ms, updated_at_ms, expires_at_ms, revoked_at_ms";
 
 /// `?` placeholders as `$1, $2…` for Postgres.
-fn numbered(sql: &str) -> String {
+pub(crate) fn numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut n = 0;
     for c in sql.chars() {
@@ -103,11 +103,11 @@ fn numbered(sql: &str) -> String {
     out
 }
 
-fn json<T: Serialize>(v: &T, column: &'static str) -> Result<String, StoreError> {
+pub(crate) fn json<T: Serialize>(v: &T, column: &'static str) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|source| StoreError::Json { column, source })
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(s: &str, column: &'static str) -> Result<T, StoreError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(s: &str, column: &'static str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|source| StoreError::Json { column, source })
 }
 
@@ -129,6 +129,7 @@ macro_rules! on_backend {
         }
     };
 }
+pub(crate) use on_backend;
 
 /// Inserts `audit` inside the open transaction `tx`.
 macro_rules! append_audit_in {
@@ -150,6 +151,7 @@ macro_rules! append_audit_in {
         .await?;
     }};
 }
+pub(crate) use append_audit_in;
 
 macro_rules! decode_key {
     ($row:expr) => {{

@@ -6,6 +6,7 @@
 //! - `store`: `Store`, the backend enum.
 //! - `retention`: which rows expire when, and the task that deletes them in small batches.
 //! - `keys`: virtual and admin keys (hashed) and the append-only audit log.
+//! - `escalations`: the human review queue (open, claimed, answered, closed), audited.
 //! - `bodies`: request/response bodies kept apart from the inference rows.
 //! - `sqlite`, `postgres`: one file per backend (pool, migrations, batched insert, queries).
 //! - `codec`: row (de)serialization and query pieces shared by both backends.
@@ -19,6 +20,7 @@
 mod bodies;
 mod codec;
 mod error;
+mod escalations;
 mod keys;
 pub mod limits;
 mod postgres;
@@ -32,6 +34,7 @@ pub mod usage;
 mod writer;
 
 pub use error::StoreError;
+pub use escalations::{Escalation, EscalationBacklog, EscalationFilter, EscalationStatus};
 pub use keys::{AuditEntry, KeyKind, KeyLimits, KeyRecord};
 pub use record::{Attempt, Bodies, InferenceRecord, LogFilter};
 pub use retention::{RetentionPolicy, RETENTION_PERIOD};

@@ -279,6 +279,9 @@ pub struct UsageRow {
     pub availability: f64,
     pub input_tokens: i64,
     pub cached_input_tokens: i64,
+    /// The share of input tokens served from the providers' prompt caches
+    /// (cached_input_tokens / input_tokens; 0 without input).
+    pub cache_hit_rate: f64,
     pub output_tokens: i64,
     pub reasoning_tokens: i64,
     /// Sum of the known costs.
@@ -315,6 +318,11 @@ impl UsageRow {
             availability: ratio(c.successes),
             input_tokens: c.input_tokens,
             cached_input_tokens: c.cached_input_tokens,
+            cache_hit_rate: if c.input_tokens > 0 {
+                c.cached_input_tokens as f64 / c.input_tokens as f64
+            } else {
+                0.0
+            },
             output_tokens: c.output_tokens,
             reasoning_tokens: c.reasoning_tokens,
             cost_usd: c.cost_usd,

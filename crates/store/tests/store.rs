@@ -6,6 +6,8 @@
 
 #[macro_use]
 mod support;
+#[path = "escalations/mod.rs"]
+mod escalations;
 #[path = "keys/mod.rs"]
 mod keys;
 #[path = "limits/mod.rs"]

@@ -28,6 +28,8 @@ pub struct Config {
     pub telemetry: Option<TelemetryConfig>,
     /// Team rate limits, budgets, and where their counters live.
     pub limits: LimitsConfig,
+    /// Named guard policies, compiled; `default` (every scanner) is always there.
+    pub guards: BTreeMap<String, std::sync::Arc<gardefou_guard::Policy>>,
 }
 
 impl Config {
@@ -367,6 +369,48 @@ pub struct RouteConfig {
     /// Which requests keep their request and response bodies in the store.
     pub store_bodies: StoreBodies,
     pub limits: RateLimits,
+    pub guards: RouteGuards,
+    pub escalation: EscalationRules,
+}
+
+/// When a route hands the conversation to a human, and what the client gets meanwhile.
+#[derive(Debug, Clone)]
+pub struct EscalationRules {
+    /// The hand-off answer; `{id}` becomes the escalation id.
+    pub answer: String,
+    /// Escalate when the model refuses (its `refusal` field).
+    pub on_refusal: bool,
+    /// Escalate when the answer matches one of these ("I don't know" detectors).
+    pub patterns: Option<regex::RegexSet>,
+    /// Where the opened and answered notices are posted.
+    pub callback_url: Option<String>,
+    /// A caller may ask for a human with `x-gardefou-escalate: true`.
+    pub on_request: bool,
+}
+
+impl Default for EscalationRules {
+    fn default() -> Self {
+        EscalationRules {
+            answer: "A member of our team will follow up on this conversation (reference {id}).".to_owned(),
+            on_refusal: false,
+            patterns: None,
+            callback_url: None,
+            on_request: true,
+        }
+    }
+}
+
+/// The guard policies a route applies to what comes in and what goes out.
+#[derive(Debug, Clone, Default)]
+pub struct RouteGuards {
+    /// (policy name, policy) for the request's messages.
+    pub input: Option<(String, std::sync::Arc<gardefou_guard::Policy>)>,
+    /// (policy name, policy) for the answer, streamed or not.
+    pub output: Option<(String, std::sync::Arc<gardefou_guard::Policy>)>,
+    /// A guard that fails internally blocks the request (`true`, default) or lets it through.
+    pub fail_closed: bool,
+    /// Restore input placeholders in the answer for the same caller.
+    pub restore: bool,
 }
 
 /// Whether a route keeps request and response bodies with its inference records.

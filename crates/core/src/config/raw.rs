@@ -28,6 +28,21 @@ pub struct RawConfig {
     pub teams: BTreeMap<Spanned<String>, RawRateLimits>,
     #[serde(default)]
     pub budgets: BTreeMap<Spanned<String>, RawBudget>,
+    /// Named guard policies (the guard crate's `PolicyConfig`, checked when validated).
+    #[serde(default)]
+    pub guards: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+/// `guards = { input = "strict", output = "pii", on_error = "block", restore = true }` on a route.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteGuards {
+    pub input: Option<Spanned<String>>,
+    pub output: Option<Spanned<String>>,
+    /// `"block"` (default) or `"allow"` when a guard fails internally.
+    pub on_error: Option<Spanned<String>>,
+    /// Put the originals of input placeholders (`[EMAIL_1]`) back into the answer.
+    pub restore: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -185,6 +200,21 @@ pub struct RawRoute {
     pub store_bodies: Option<Spanned<RawBodies>>,
     /// Requests / tokens per minute and a per-request cost cap.
     pub limits: Option<RawRateLimits>,
+    pub guards: Option<RawRouteGuards>,
+    pub escalation: Option<RawEscalation>,
+}
+
+/// `escalation = { answer = "…{id}…", on_refusal = true, patterns = ["(?i)i don't know"] }`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalation {
+    pub answer: Option<String>,
+    pub on_refusal: Option<bool>,
+    #[serde(default)]
+    pub patterns: Vec<Spanned<String>>,
+    pub callback_url: Option<Spanned<String>>,
+    /// Whether a caller may ask for a human (`x-gardefou-escalate: true`); default true.
+    pub on_request: Option<bool>,
 }
 
 /// `store_bodies = "on"` or `store_bodies = 0.1`.

@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::raw::{self, RawConfig};
 use super::*;
 
+mod guards;
 mod limits;
 mod telemetry;
 
@@ -88,14 +89,17 @@ impl Cx<'_> {
             let cfg = self.model(name, m, &providers)?;
             models.insert(name.get_ref().clone(), cfg);
         }
+        let guards = self.guard_policies(&raw.guards)?;
         let mut routes = BTreeMap::new();
         for (name, r) in &raw.routes {
-            let cfg = self.route(name, r, &models)?;
+            let mut cfg = self.route(name, r, &models)?;
+            cfg.guards =
+                self.route_guards(&format!("routes.{}", name.get_ref()), r.guards.as_ref(), &guards)?;
             routes.insert(name.get_ref().clone(), cfg);
         }
         let telemetry = raw.telemetry.as_ref().map(|t| self.telemetry(t)).transpose()?;
         let limits = self.limits(&raw.limits, &raw.store.redis_url, &raw.teams, &raw.budgets, &raw.routes)?;
-        Ok(Config { server, store, providers, models, routes, telemetry, limits })
+        Ok(Config { server, store, providers, models, routes, telemetry, limits, guards })
     }
 
     fn server(&self, s: &raw::RawServer) -> R<ServerConfig> {
@@ -663,6 +667,8 @@ impl Cx<'_> {
         };
         Ok(RouteConfig {
             limits,
+            guards: RouteGuards::default(),
+            escalation: self.escalation(&format!("{path}.escalation"), r.escalation.as_ref())?,
             reject_unsupported,
             store_bodies,
             name: name.get_ref().clone(),

@@ -1,6 +1,8 @@
-//! The command line: `serve`, `config check`, `logs`, `usage`, `keys`, `audit`. Errors are one
-//! line with the reason.
+//! The command line: `serve`, `config check`, `logs`, `usage`, `keys`, `audit`, `guard check`,
+//! `escalations`. Errors are one line with the reason.
 
+mod escalations;
+mod guard;
 mod keys;
 
 use std::path::PathBuf;
@@ -39,10 +41,14 @@ pub enum Command {
     Logs(LogsArgs),
     /// Usage analytics: requests, tokens, cost, errors and latency, grouped and bucketed.
     Usage(UsageArgs),
+    /// Guardrails: check text against a guard policy.
+    Guard(guard::GuardArgs),
     /// Virtual and admin keys: create, list, rotate, revoke.
     Keys(keys::KeysArgs),
     /// The audit log of changes (keys, config), newest first, as JSON lines.
     Audit(keys::AuditArgs),
+    /// The human review queue: list, show, claim, answer, close, export as eval cases.
+    Escalations(escalations::EscalationsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -168,8 +174,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { file }) => Ok(check(&file)),
         Command::Logs(args) => logs(args).await,
         Command::Usage(args) => usage(args).await,
+        Command::Guard(args) => Ok(guard::run(args)),
         Command::Keys(args) => keys::run(args).await,
         Command::Audit(args) => keys::audit(args).await,
+        Command::Escalations(args) => escalations::run(args).await,
     }
 }
 
@@ -339,6 +347,7 @@ fn usage_table(report: &UsageReport) -> String {
         "errors %",
         "avail %",
         "tokens in/cached/out",
+        "cache %",
         "cost $",
         "unpriced",
         "p50 ms",
@@ -363,6 +372,7 @@ fn usage_table(report: &UsageReport) -> String {
             format!("{:.2}", r.error_rate * 100.0),
             format!("{:.2}", r.availability * 100.0),
             format!("{}/{}/{}", r.input_tokens, r.cached_input_tokens, r.output_tokens),
+            format!("{:.1}", r.cache_hit_rate * 100.0),
             format!("{:.4}", r.cost_usd),
             r.unknown_cost.to_string(),
             ms(r.latency_ms.p50),

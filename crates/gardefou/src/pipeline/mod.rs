@@ -3,15 +3,19 @@
 //!
 //! 1. resolve the route on the runtime snapshot the request started with (404 if unknown), and
 //!    check the caller's key may call it (403),
-//! 2. check the request (400 on what no model can answer),
+//! 2. check the request (400 on what no model can answer), and run the route's input guards
+//!    (block, redact, flag, escalate; `guard`),
 //! 3. reserve on the rate limits and budgets that apply (429, or a downgrade to a cheaper
 //!    route; `admit`),
-//! 4. call the route's targets with retries, fallbacks and circuit breakers (`call`),
+//! 4. call the route's targets with retries, fallbacks and circuit breakers (`call`), then the
+//!    output guards (on streams too, with a bounded hold-back),
 //! 5. for streams, commit once the first chunk arrived and relay the rest (`stream`),
 //! 6. record the inference (and settle the reservation) and its metrics off the hot path (`record`).
 
 pub mod admit;
 pub mod call;
+pub mod escalate;
+pub mod guard;
 pub mod health;
 pub mod record;
 pub mod select;
@@ -27,6 +31,8 @@ use gardefou_providers::{CallOptions, ChunkStream};
 use tokio::time::Instant;
 
 use self::call::{call_route, Needs};
+use self::escalate::{answer_needs_human, escalate};
+use self::guard::InputOutcome;
 use self::record::{Inflight, Outcome};
 use crate::runtime::{Route, Runtime, TargetRt};
 use crate::telemetry::{TraceStart, Traces};
@@ -41,6 +47,8 @@ pub struct StartedStream {
     pub dropped_params: Vec<&'static str>,
     /// The route's per-request cost cap, as (USD left for the output, USD per output token).
     pub cost_cap: Option<(f64, f64)>,
+    /// The route's output guard for the stream, and the input placeholders to restore.
+    pub guard: Option<(std::sync::Arc<gardefou_guard::Policy>, Option<gardefou_guard::Redactions>)>,
 }
 
 /// Refuses a target that lacks some of the request's parameters when the route says `reject`.
@@ -142,7 +150,14 @@ pub async fn chat(
     inflight.set_route(&route.config.name);
     check_scope(inflight, route)?;
     let needs = check(req)?;
-    let admitted = admit::admit(rt, route, req, inflight).await?;
+    let (req, mut redactions) = match guard::input(route, req, inflight)? {
+        InputOutcome::Pass(req, redactions) => (req, redactions),
+        InputOutcome::Escalate { reason, req } => return escalate(route, &req, &reason, inflight).await,
+    };
+    if inflight.escalate_requested() && route.config.escalation.on_request {
+        return escalate(route, &req, "requested", inflight).await;
+    }
+    let admitted = admit::admit(rt, route, &req, inflight).await?;
     let (route, req) = (&admitted.route, &*admitted.req);
     inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
     inflight.capture_input(&req.messages);
@@ -170,11 +185,18 @@ pub async fn chat(
         Some(u) => (u, false),
         None => (estimate_usage(&target.model.upstream, req, &resp), true),
     };
+    let mut resp = resp;
+    if let Some(reason) = guard::output(route, &mut resp, &mut redactions, inflight)?
+        .or_else(|| answer_needs_human(route, &resp))
+    {
+        return escalate(route, req, &reason, inflight).await;
+    }
     let finish_reason = resp.choices.first().and_then(|c| c.finish_reason);
     inflight.keep_response(&resp);
     if let Some(c) = resp.choices.first() {
         inflight.capture_output(c.message.content.as_deref().unwrap_or_default(), finish_reason);
     }
+    guard::restore(route, &mut resp, &redactions);
     let dropped_params = dropped(target, req);
     Ok((resp, Outcome { usage: Some(usage), tokens_estimated: estimated, finish_reason, dropped_params }))
 }
@@ -190,7 +212,18 @@ pub async fn chat_stream(
     inflight.set_route(&route.config.name);
     check_scope(inflight, route)?;
     let needs = check(req)?;
-    let admitted = admit::admit(rt, route, req, inflight).await?;
+    let (req, redactions) = match guard::input(route, req, inflight)? {
+        InputOutcome::Pass(req, redactions) => (req, redactions),
+        InputOutcome::Escalate { reason, req } => {
+            let (resp, _) = escalate(route, &req, &reason, inflight).await?;
+            return StartedStream::answered(resp, route);
+        }
+    };
+    if inflight.escalate_requested() && route.config.escalation.on_request {
+        let (resp, _) = escalate(route, &req, "requested", inflight).await?;
+        return StartedStream::answered(resp, route);
+    }
+    let admitted = admit::admit(rt, route, &req, inflight).await?;
     let (route, req) = (&admitted.route, &*admitted.req);
     inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
     inflight.capture_input(&req.messages);
@@ -232,6 +265,7 @@ pub async fn chat_stream(
         dropped_params: dropped(target, req),
         target: target.clone(),
         cost_cap: admitted.cost_cap,
+        guard: guard::stream_policy(route).map(|p| (p, route.config.guards.restore.then_some(redactions))),
     })
 }
 

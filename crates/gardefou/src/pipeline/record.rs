@@ -31,6 +31,8 @@ pub struct Caller {
     pub product: Option<String>,
     pub end_user: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// The caller asked for a human (`x-gardefou-escalate: true`).
+    pub escalate: bool,
     /// W3C trace context sent by the client (`traceparent`, `tracestate`).
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
@@ -66,6 +68,8 @@ pub struct Inflight {
     reservation: Option<Reservation>,
     /// Headers for the client (`x-ratelimit-*`, a budget downgrade).
     headers: Vec<(&'static str, String)>,
+    /// The caller asked for a human.
+    escalate_requested: bool,
 }
 
 /// How an answer ended, for the record.
@@ -133,6 +137,7 @@ impl Inflight {
             key: caller.key,
             reservation: None,
             headers: Vec::new(),
+            escalate_requested: caller.escalate,
         }
     }
 
@@ -212,6 +217,23 @@ impl Inflight {
             product: rec.and_then(|r| r.product.as_deref()),
             end_user: rec.and_then(|r| r.end_user.as_deref()),
             input,
+        }
+    }
+
+    pub fn app(&self) -> &AppState {
+        &self.app
+    }
+
+    /// Whether the caller asked for a human.
+    pub fn escalate_requested(&self) -> bool {
+        self.escalate_requested
+    }
+
+    /// (key id, team, product, end user) of the caller.
+    pub fn attribution(&self) -> (Option<String>, Option<String>, Option<String>, Option<String>) {
+        match &self.rec {
+            Some(r) => (r.key_id.clone(), r.team.clone(), r.product.clone(), r.end_user.clone()),
+            None => (None, None, None, None),
         }
     }
 

@@ -31,6 +31,10 @@ struct State {
     done: bool,
     /// The route's per-request cost cap: (USD left for the output, USD per output token).
     cost_cap: Option<(f64, f64)>,
+    /// The route's output guard over the answer text, holding back a bounded window so a value
+    /// split across chunks is still caught; and the input placeholders to restore.
+    scanner: Option<gardefou_guard::StreamScanner>,
+    restore: Option<gardefou_guard::Redactions>,
     /// Output tokens so far, counted delta by delta (a little above the count of the whole
     /// text, so the cut comes early rather than late), to hold the cost cap.
     out_tokens: u64,
@@ -45,6 +49,10 @@ pub fn sse_body(
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let reports_usage = started.target.provider.as_ref().is_some_and(|p| p.reports_stream_usage());
     let cost_cap = started.cost_cap;
+    let (scanner, restore) = match started.guard {
+        Some((policy, restore)) => (Some(gardefou_guard::StreamScanner::new(policy)), restore),
+        None => (None, None),
+    };
     // Counted here when the upstream reports no usage, or when a capped stream may be cut off
     // before the upstream's usage arrives.
     let prompt_tokens = (!reports_usage || cost_cap.is_some())
@@ -64,6 +72,8 @@ pub fn sse_body(
         prompt_tokens,
         keep_text,
         cost_cap,
+        scanner,
+        restore,
         out_tokens: 0,
         done: false,
     };
@@ -106,6 +116,10 @@ impl State {
             self.id.clone_from(&chunk.id);
             self.created = chunk.created;
         }
+        let mut guard_stop = false;
+        if self.scanner.is_some() {
+            guard_stop = self.guard_chunk(&mut chunk);
+        }
         for c in &chunk.choices {
             if c.finish_reason.is_some() && c.index == 0 {
                 self.finish = c.finish_reason;
@@ -136,6 +150,10 @@ impl State {
         if !chunk.choices.is_empty() || self.include_usage {
             event(&mut buf, &chunk);
         }
+        if guard_stop {
+            buf.extend_from_slice(&self.on_end());
+            return buf.freeze();
+        }
         if let Some((left_usd, per_token)) = self.cost_cap {
             let estimated = self.out_tokens as f64 * per_token;
             if estimated >= left_usd && self.finish.is_none() {
@@ -165,6 +183,60 @@ impl State {
             }
         }
         buf.freeze()
+    }
+
+    /// Runs the output guard over choice 0's text: the delta becomes what the guard releases
+    /// (redacted, placeholders restored), held-back text is flushed before the finish reason, and
+    /// a block ends the answer with `finish_reason: "content_filter"`. Returns true on a block.
+    fn guard_chunk(&mut self, chunk: &mut ChatChunk) -> bool {
+        let Some(scanner) = self.scanner.as_mut() else { return false };
+        let mut findings = Vec::new();
+        let mut stopped = false;
+        for c in chunk.choices.iter_mut().filter(|c| c.index == 0) {
+            let mut out = match c.delta.content.take() {
+                Some(delta) => {
+                    let r = scanner.push(&delta);
+                    findings.extend(r.findings);
+                    if let Some(v) = r.stop {
+                        findings.extend(v.findings);
+                        stopped = true;
+                    }
+                    r.text
+                }
+                None => String::new(),
+            };
+            if c.finish_reason.is_some() && !stopped {
+                let r = scanner.finish();
+                findings.extend(r.findings);
+                if let Some(v) = r.stop {
+                    findings.extend(v.findings);
+                    stopped = true;
+                }
+                out.push_str(&r.text);
+            }
+            if let Some(red) = &self.restore {
+                out = red.restore(&out);
+            }
+            c.delta.content = (!out.is_empty()).then_some(out);
+            if stopped {
+                c.finish_reason = Some(FinishReason::ContentFilter);
+            }
+        }
+        if let Some(inflight) = self.inflight.as_mut() {
+            if !findings.is_empty() {
+                let v = gardefou_guard::Verdict {
+                    verdict: gardefou_guard::VerdictKind::Allow,
+                    score: 0.0,
+                    findings,
+                    redacted: None,
+                };
+                super::guard::count(inflight, "output", &v);
+            }
+        }
+        if stopped {
+            self.finish = Some(FinishReason::ContentFilter);
+        }
+        stopped
     }
 
     fn on_error(&mut self, e: &Error) -> Bytes {

@@ -128,6 +128,7 @@ impl FromRequestParts<AppState> for Caller {
             team,
             product,
             end_user: h("x-gardefou-user")?,
+            escalate: h("x-gardefou-escalate")?.is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
             tags,
             traceparent: parts.headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned),
             tracestate: parts.headers.get("tracestate").and_then(|v| v.to_str().ok()).map(str::to_owned),

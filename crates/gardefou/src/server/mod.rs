@@ -8,6 +8,7 @@
 mod admin;
 mod anthropic;
 mod error;
+mod escalations;
 mod extract;
 mod handlers;
 pub mod inferences;
@@ -52,6 +53,13 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/keys/{id}/rotate", post(keys::rotate))
         .route("/admin/keys/{id}/revoke", post(keys::revoke))
         .route("/admin/audit", get(keys::audit))
+        .route("/admin/escalations", get(escalations::list))
+        .route("/admin/escalations/export", get(escalations::export))
+        .route("/admin/escalations/{id}", get(escalations::get))
+        .route("/admin/escalations/{id}/claim", post(escalations::claim))
+        .route("/admin/escalations/{id}/answer", post(escalations::answer))
+        .route("/admin/escalations/{id}/close", post(escalations::close))
+        .route("/v1/escalations/{id}", get(escalations::client_get))
         .fallback(handlers::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(admin::panic_response))
         .layer(middleware::from_fn(request_id))

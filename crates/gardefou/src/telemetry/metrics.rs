@@ -27,6 +27,8 @@ pub const RECORDS_WRITTEN: &str = "gardefou_inference_records_written";
 pub const RECORD_QUEUE: &str = "gardefou_inference_record_queue_length";
 pub const CIRCUIT_OPEN: &str = "gardefou_circuit_open";
 pub const LIMITED: &str = "gardefou_rate_limited";
+pub const GUARD_FINDINGS: &str = "gardefou_guard_findings";
+pub const GUARD_BLOCKS: &str = "gardefou_guard_blocks";
 pub const BUDGET_REJECTIONS: &str = "gardefou_budget_rejections";
 pub const BUDGET_DOWNGRADES: &str = "gardefou_budget_downgrades";
 pub const BUDGET_ALERTS: &str = "gardefou_budget_alerts";
@@ -34,6 +36,21 @@ pub const SETTLES_DROPPED: &str = "gardefou_limit_settles_dropped";
 pub const WEBHOOK_FAILURES: &str = "gardefou_webhook_failures";
 pub const LIMITS_BACKEND_ERRORS: &str = "gardefou_limits_backend_errors";
 pub const LIMITS_BACKEND_UP: &str = "gardefou_limits_backend_up";
+pub const ESCALATIONS_OPENED: &str = "gardefou_escalations_opened";
+pub const ESCALATIONS_OPEN: &str = "gardefou_escalations_open";
+pub const ESCALATION_OLDEST_OPEN_AGE: &str = "gardefou_escalation_oldest_open_age_seconds";
+pub const ESCALATION_TIME_TO_ANSWER: &str = "gardefou_escalation_time_to_answer_seconds";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardLabels {
+    /// `pii`, `secrets`, `injection`, `topics`, `regex`, `json_schema` (`any` on blocks).
+    pub guard: &'static str,
+    /// The finding type (`EMAIL`, a rule or pattern name from the config: bounded); empty on
+    /// blocks.
+    pub kind: String,
+    /// `input` or `output`.
+    pub direction: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
@@ -51,6 +68,12 @@ pub struct BudgetLabels {
 pub struct AlertLabels {
     pub budget: String,
     pub threshold: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `guard:<name>`, `refusal`, `requested` or `other` (guard names come from the config).
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -124,6 +147,8 @@ struct Inner {
     records_written: Counter,
     record_queue: Gauge,
     limited: Family<LimitLabels, Counter>,
+    guard_findings: Family<GuardLabels, Counter>,
+    guard_blocks: Family<GuardLabels, Counter>,
     budget_rejections: Family<BudgetLabels, Counter>,
     budget_downgrades: Family<BudgetLabels, Counter>,
     budget_alerts: Family<AlertLabels, Counter>,
@@ -131,6 +156,10 @@ struct Inner {
     webhook_failures: Counter,
     limits_backend_errors: Counter,
     limits_backend_up: Gauge,
+    escalations_opened: Family<ReasonLabels, Counter>,
+    escalations_open: Gauge,
+    escalation_oldest_open_age: Gauge,
+    escalation_time_to_answer: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -196,6 +225,14 @@ impl Metrics {
         registry.register(RECORDS_WRITTEN, "Inference records written to the store", records_written.clone());
         let record_queue = Gauge::default();
         registry.register(RECORD_QUEUE, "Inference records waiting to be written", record_queue.clone());
+        let guard_findings = Family::<GuardLabels, Counter>::default();
+        registry.register(
+            GUARD_FINDINGS,
+            "Guard findings by guard, type and direction (input or output)",
+            guard_findings.clone(),
+        );
+        let guard_blocks = Family::<GuardLabels, Counter>::default();
+        registry.register(GUARD_BLOCKS, "Requests or answers blocked by a guard", guard_blocks.clone());
         let limited = Family::<LimitLabels, Counter>::default();
         registry.register(
             LIMITED,
@@ -240,6 +277,34 @@ impl Metrics {
             "1 while the limit counters answer (always 1 for in-process counters)",
             limits_backend_up.clone(),
         );
+        let escalations_opened = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            ESCALATIONS_OPENED,
+            "Conversations handed to a human reviewer, by reason",
+            escalations_opened.clone(),
+        );
+        let escalations_open = Gauge::default();
+        registry.register(
+            ESCALATIONS_OPEN,
+            "Escalations waiting for an answer (open or claimed), as of this process's last queue change",
+            escalations_open.clone(),
+        );
+        let escalation_oldest_open_age = Gauge::default();
+        registry.register(
+            ESCALATION_OLDEST_OPEN_AGE,
+            "Age of the oldest escalation waiting for an answer, as of this process's last queue change",
+            escalation_oldest_open_age.clone(),
+        );
+        // From seconds to a week: reviewers answer on a human scale.
+        let escalation_time_to_answer = Histogram::new([
+            10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 28_800.0, 86_400.0, 172_800.0,
+            604_800.0,
+        ]);
+        registry.register(
+            ESCALATION_TIME_TO_ANSWER,
+            "Time from an escalation being opened to its answer",
+            escalation_time_to_answer.clone(),
+        );
         last_reload_ok.set(1);
         Metrics {
             inner: Arc::new(Inner {
@@ -259,6 +324,8 @@ impl Metrics {
                 records_written,
                 record_queue,
                 limited,
+                guard_findings,
+                guard_blocks,
                 budget_rejections,
                 budget_downgrades,
                 budget_alerts,
@@ -266,6 +333,10 @@ impl Metrics {
                 webhook_failures,
                 limits_backend_errors,
                 limits_backend_up,
+                escalations_opened,
+                escalations_open,
+                escalation_oldest_open_age,
+                escalation_time_to_answer,
             }),
         }
     }
@@ -298,6 +369,12 @@ impl Metrics {
         &self.inner.circuit_open
     }
 
+    pub fn guard_findings(&self) -> &Family<GuardLabels, Counter> {
+        &self.inner.guard_findings
+    }
+    pub fn guard_blocks(&self) -> &Family<GuardLabels, Counter> {
+        &self.inner.guard_blocks
+    }
     pub fn limited(&self) -> &Family<LimitLabels, Counter> {
         &self.inner.limited
     }
@@ -315,6 +392,18 @@ impl Metrics {
     }
     pub fn webhook_failures(&self) -> &Counter {
         &self.inner.webhook_failures
+    }
+    pub fn escalations_opened(&self) -> &Family<ReasonLabels, Counter> {
+        &self.inner.escalations_opened
+    }
+    pub fn escalations_open(&self) -> &Gauge {
+        &self.inner.escalations_open
+    }
+    pub fn escalation_oldest_open_age(&self) -> &Gauge {
+        &self.inner.escalation_oldest_open_age
+    }
+    pub fn escalation_time_to_answer(&self) -> &Histogram {
+        &self.inner.escalation_time_to_answer
     }
 
     /// Copies the limit counters' backend health in (before rendering).

@@ -687,6 +687,17 @@ limit_usd = 1.0
 window = "day"
 action = "downgrade"
 downgrade_to = "chat"
+[guards.dash]
+pii = "redact"
+secrets = "block"
+[guards.esc]
+pii = "escalate"
+[routes.guarded]
+targets = [{ model = "polite" }]
+guards = { input = "dash", output = "dash" }
+[routes.escalating]
+targets = [{ model = "polite" }]
+guards = { input = "esc" }
 [budgets.dear2-daily]
 scope = "route:dear2"
 limit_usd = 0.5
@@ -737,6 +748,12 @@ async fn drive_traffic(gw: &Gateway) -> u64 {
     dear2["max_tokens"] = json!(30);
     expect(200, gw.chat(dear2.clone()).await.status(), "half of `dear2-daily`: an alert, a failed webhook");
     expect(429, gw.chat(dear2).await.status(), "`dear2-daily` spent: rejected");
+    let say =
+        |route: &str, text: &str| json!({"model": route, "messages": [{"role": "user", "content": text}]});
+    expect(200, gw.chat(say("guarded", "write to ana@example.com")).await.status(), "a redaction");
+    let key = "my key is sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7cDe0fGh3iJk6l";
+    expect(400, gw.chat(say("guarded", key)).await.status(), "a guard block");
+    expect(200, gw.chat(say("escalating", "call me at ana@example.com")).await.status(), "an escalation");
 
     rewrite_config(gw, CONFIG);
     assert_eq!(gw.post("/admin/reload", json!({})).await.status(), 200, "an applied reload");

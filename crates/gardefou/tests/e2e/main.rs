@@ -6,6 +6,8 @@ mod api;
 mod cli;
 mod clients;
 mod dashboards;
+mod escalations;
+mod guards;
 mod harness;
 mod keys;
 mod limits;

@@ -122,6 +122,9 @@ fn expected(records: &[InferenceRecord], q: &UsageQuery) -> Totals {
 fn actual(rows: &[UsageRow], q: &UsageQuery) -> Totals {
     rows.iter()
         .map(|r| {
+            let hit =
+                if r.input_tokens > 0 { r.cached_input_tokens as f64 / r.input_tokens as f64 } else { 0.0 };
+            assert!((r.cache_hit_rate - hit).abs() < 1e-12, "{r:?}");
             let group = q.group_names().iter().map(|n| r.group[n].clone()).collect();
             let c = [
                 r.requests,

@@ -1,0 +1,117 @@
+//! `[guards.NAME]` policies and route `guards` raw → validated: each policy is compiled by the
+//! guard crate (bad patterns, thresholds or types are reported at the policy's position), and a
+//! route may only name policies that exist (`default`, every scanner, always does).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gardefou_guard::{Policy, PolicyConfig};
+use toml::Spanned;
+
+use super::super::raw::{RawEscalation, RawRouteGuards};
+use super::super::{EscalationRules, RouteGuards};
+use super::{Cx, R};
+
+type Policies = BTreeMap<String, Arc<Policy>>;
+
+impl Cx<'_> {
+    pub(super) fn guard_policies(
+        &self,
+        raw: &BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    ) -> R<Policies> {
+        let mut out = Policies::new();
+        out.insert("default".to_owned(), Arc::new(Policy::default()));
+        for (name, value) in raw {
+            let path = format!("guards.{}", name.get_ref());
+            let config: PolicyConfig = value.get_ref().clone().try_into().map_err(|e: toml::de::Error| {
+                self.error(
+                    value.span(),
+                    &path,
+                    e.message().trim_end().to_owned(),
+                    Some("guards take pii, secrets, injection, topics, regex, json_schema, max_scan_bytes, oversize".to_owned()),
+                )
+            })?;
+            let policy =
+                Policy::try_from(config).map_err(|e| self.error(value.span(), &path, e.to_string(), None))?;
+            out.insert(name.get_ref().clone(), Arc::new(policy));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn route_guards(
+        &self,
+        path: &str,
+        raw: Option<&RawRouteGuards>,
+        policies: &Policies,
+    ) -> R<RouteGuards> {
+        let Some(raw) = raw else { return Ok(RouteGuards { fail_closed: true, ..RouteGuards::default() }) };
+        let pick = |v: &Option<Spanned<String>>, field: &str| -> R<Option<(String, Arc<Policy>)>> {
+            let Some(v) = v else { return Ok(None) };
+            match policies.get(v.get_ref()) {
+                Some(p) => Ok(Some((v.get_ref().clone(), p.clone()))),
+                None => Err(self.error(
+                    v.span(),
+                    &format!("{path}.guards.{field}"),
+                    format!("no guard policy `{}`", v.get_ref()),
+                    Some(format!(
+                        "define [guards.{}], or use one of: {}",
+                        v.get_ref(),
+                        policies.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                )),
+            }
+        };
+        let fail_closed = match raw.on_error.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+            None | Some(("block", _)) => true,
+            Some(("allow", _)) => false,
+            Some((other, span)) => {
+                return self.err(
+                    span,
+                    &format!("{path}.guards.on_error"),
+                    format!("`{other}` is not `block` or `allow`"),
+                )
+            }
+        };
+        Ok(RouteGuards {
+            input: pick(&raw.input, "input")?,
+            output: pick(&raw.output, "output")?,
+            fail_closed,
+            restore: raw.restore.unwrap_or(false),
+        })
+    }
+
+    pub(super) fn escalation(&self, path: &str, raw: Option<&RawEscalation>) -> R<EscalationRules> {
+        let mut rules = EscalationRules::default();
+        let Some(raw) = raw else { return Ok(rules) };
+        if let Some(a) = &raw.answer {
+            rules.answer = a.clone();
+        }
+        rules.on_refusal = raw.on_refusal.unwrap_or(false);
+        rules.on_request = raw.on_request.unwrap_or(true);
+        if !raw.patterns.is_empty() {
+            for p in &raw.patterns {
+                if let Err(e) = regex::Regex::new(p.get_ref()) {
+                    return self.err(
+                        p.span(),
+                        &format!("{path}.patterns"),
+                        format!("not a regular expression: {e}"),
+                    );
+                }
+            }
+            let set = regex::RegexSet::new(raw.patterns.iter().map(|p| p.get_ref().as_str()))
+                .map_err(|e| self.error(0..0, &format!("{path}.patterns"), e.to_string(), None))?;
+            rules.patterns = Some(set);
+        }
+        if let Some(u) = &raw.callback_url {
+            if !(u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://")) {
+                return self.err(
+                    u.span(),
+                    &format!("{path}.callback_url"),
+                    format!("`{}` is not an http(s) URL", u.get_ref()),
+                );
+            }
+            rules.callback_url = Some(u.get_ref().clone());
+        }
+        Ok(rules)
+    }
+}

@@ -1,0 +1,212 @@
+//! The guard steps: the route's input policy over every message the client sends (tool results
+//! scanned as indirect content: injections hidden in retrieved documents), its output policy over
+//! the answer. `block` is a 400 `guardrail_violation` naming the guard and the finding types (never
+//! the matched text); `redact` replaces findings with typed placeholders (`[EMAIL_1]`), restored
+//! in the answer when the route says `restore = true`; `flag` records the findings; `escalate`
+//! hands the conversation to the review queue and answers with the hand-off. A guard that fails
+//! internally applies the route's `on_error` (block by default) and is counted.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use gardefou_core::chat::{ChatRequest, ChatResponse, Content, Role};
+use gardefou_core::Error;
+use gardefou_guard::{Finding, Policy, Redactions, Verdict, VerdictKind};
+
+use super::record::Inflight;
+use crate::runtime::Route;
+use crate::telemetry::metrics::GuardLabels;
+
+/// What the input guard decided for the whole request.
+pub enum InputOutcome<'r> {
+    /// Go on with this request (redacted where the policy said so).
+    Pass(Cow<'r, ChatRequest>, Redactions),
+    /// A guard said `escalate`: hand the conversation to a human.
+    Escalate { reason: String, req: Cow<'r, ChatRequest> },
+}
+
+/// Runs `policy` on `text`, turning an internal failure into the route's `on_error`.
+fn check(
+    policy: &Policy,
+    text: &str,
+    indirect: bool,
+    redactions: &mut Redactions,
+    fail_closed: bool,
+) -> Option<Verdict> {
+    let run = std::panic::AssertUnwindSafe(|| {
+        if indirect {
+            // Indirect content shares no placeholders: its findings are flagged or blocked.
+            policy.check_indirect(text)
+        } else {
+            policy.check_with(text, redactions)
+        }
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            tracing::error!(fail_closed, "a guard failed internally");
+            fail_closed.then(|| Verdict {
+                verdict: VerdictKind::Block,
+                score: 1.0,
+                findings: Vec::new(),
+                redacted: None,
+            })
+        }
+    }
+}
+
+fn kinds(findings: &[Finding]) -> (&'static str, String) {
+    let guard = findings.first().map_or("internal", |f| f.guard.as_str());
+    let kinds: BTreeSet<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
+    let kinds = if kinds.is_empty() {
+        "internal error".to_owned()
+    } else {
+        kinds.into_iter().collect::<Vec<_>>().join(", ")
+    };
+    (guard, kinds)
+}
+
+fn blocked(inflight: &Inflight, guard: &'static str, direction: &'static str) {
+    inflight
+        .metrics()
+        .guard_blocks()
+        .get_or_create(&GuardLabels { guard, kind: String::new(), direction })
+        .inc();
+}
+
+/// Counts a verdict's findings and tags the record with them (`guard_input=pii:EMAIL,…`).
+pub fn count(inflight: &mut Inflight, direction: &'static str, v: &Verdict) {
+    let metrics = inflight.metrics().clone();
+    let mut seen = BTreeSet::new();
+    for f in &v.findings {
+        metrics
+            .guard_findings()
+            .get_or_create(&GuardLabels { guard: f.guard.as_str(), kind: f.kind.clone(), direction })
+            .inc();
+        seen.insert(format!("{}:{}", f.guard.as_str(), f.kind));
+    }
+    if !seen.is_empty() {
+        let tag = if direction == "input" { "guard_input" } else { "guard_output" };
+        inflight.add_tag(tag, &seen.into_iter().collect::<Vec<_>>().join(","));
+    }
+}
+
+/// The input step.
+pub fn input<'r>(
+    route: &Route,
+    req: &'r ChatRequest,
+    inflight: &mut Inflight,
+) -> Result<InputOutcome<'r>, Error> {
+    let mut redactions = Redactions::new();
+    let guards = &route.config.guards;
+    let Some((_, policy)) = &guards.input else {
+        return Ok(InputOutcome::Pass(Cow::Borrowed(req), redactions));
+    };
+    let mut out: Option<ChatRequest> = None;
+    let mut escalate: Option<String> = None;
+    for (i, m) in req.messages.iter().enumerate() {
+        let indirect = m.role == Role::Tool;
+        let texts: Vec<(Option<usize>, &str)> = match &m.content {
+            Some(Content::Text(t)) => vec![(None, t.as_str())],
+            Some(Content::Parts(parts)) => parts
+                .iter()
+                .enumerate()
+                .filter_map(|(j, p)| p.text.as_deref().map(|t| (Some(j), t)))
+                .collect(),
+            None => Vec::new(),
+        };
+        for (part, text) in texts {
+            let Some(v) = check(policy, text, indirect, &mut redactions, guards.fail_closed) else {
+                continue;
+            };
+            count(inflight, "input", &v);
+            match v.verdict {
+                VerdictKind::Allow => {}
+                VerdictKind::Block => {
+                    let (guard, kinds) = kinds(&v.findings);
+                    blocked(inflight, guard, "input");
+                    return Err(Error::GuardrailViolation {
+                        guard: guard.to_owned(),
+                        kinds,
+                        direction: "input",
+                    });
+                }
+                VerdictKind::Escalate => {
+                    escalate.get_or_insert_with(|| format!("guard:{}", kinds(&v.findings).0));
+                }
+                VerdictKind::Redact => {
+                    if let Some(redacted) = v.redacted {
+                        let r = out.get_or_insert_with(|| req.clone());
+                        match (&mut r.messages[i].content, part) {
+                            (Some(Content::Text(t)), None) => *t = redacted,
+                            (Some(Content::Parts(ps)), Some(j)) => ps[j].text = Some(redacted),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let req = out.map_or(Cow::Borrowed(req), Cow::Owned);
+    Ok(match escalate {
+        Some(reason) => InputOutcome::Escalate { reason, req },
+        None => InputOutcome::Pass(req, redactions),
+    })
+}
+
+/// The output step on a whole answer: blocks or redacts; says whether to escalate.
+pub fn output(
+    route: &Route,
+    resp: &mut ChatResponse,
+    redactions: &mut Redactions,
+    inflight: &mut Inflight,
+) -> Result<Option<String>, Error> {
+    let guards = &route.config.guards;
+    let mut escalate = None;
+    if let Some((_, policy)) = &guards.output {
+        for c in &mut resp.choices {
+            let Some(text) = c.message.content.as_deref() else { continue };
+            let Some(v) = check(policy, text, false, redactions, guards.fail_closed) else { continue };
+            count(inflight, "output", &v);
+            match v.verdict {
+                VerdictKind::Allow => {}
+                VerdictKind::Block => {
+                    let (guard, kinds) = kinds(&v.findings);
+                    blocked(inflight, guard, "output");
+                    return Err(Error::GuardrailViolation {
+                        guard: guard.to_owned(),
+                        kinds,
+                        direction: "answer",
+                    });
+                }
+                VerdictKind::Escalate => {
+                    escalate.get_or_insert_with(|| format!("guard:{}", kinds(&v.findings).0));
+                }
+                VerdictKind::Redact => {
+                    if let Some(r) = v.redacted {
+                        c.message.content = Some(r);
+                    }
+                }
+            }
+        }
+    }
+    Ok(escalate)
+}
+
+/// Puts the originals of the input placeholders back into the answer, when the route says so
+/// (after the answer was recorded: stored bodies keep the placeholders).
+pub fn restore(route: &Route, resp: &mut ChatResponse, redactions: &Redactions) {
+    if route.config.guards.restore && !redactions.is_empty() {
+        for c in &mut resp.choices {
+            if let Some(t) = &mut c.message.content {
+                *t = redactions.restore(t);
+            }
+        }
+    }
+}
+
+/// The output policy of a route, for a stream.
+pub fn stream_policy(route: &Route) -> Option<Arc<Policy>> {
+    route.config.guards.output.as_ref().map(|(_, p)| p.clone())
+}
