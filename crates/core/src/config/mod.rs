@@ -411,6 +411,9 @@ pub struct RouteGuards {
     pub fail_closed: bool,
     /// Restore input placeholders in the answer for the same caller.
     pub restore: bool,
+    /// A per-request canary token goes into the system prompt; an answer that repeats it is a
+    /// system-prompt leak and is blocked.
+    pub canary: bool,
 }
 
 /// Whether a route keeps request and response bodies with its inference records.

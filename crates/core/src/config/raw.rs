@@ -43,6 +43,8 @@ pub struct RawRouteGuards {
     pub on_error: Option<Spanned<String>>,
     /// Put the originals of input placeholders (`[EMAIL_1]`) back into the answer.
     pub restore: Option<bool>,
+    /// Plant a canary token in the system prompt and block answers that leak it.
+    pub canary: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

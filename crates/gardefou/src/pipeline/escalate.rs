@@ -111,6 +111,7 @@ impl StartedStream {
             dropped_params: Vec::new(),
             cost_cap: None,
             guard: None,
+            canary: None,
         })
     }
 }

@@ -49,6 +49,8 @@ pub struct StartedStream {
     pub cost_cap: Option<(f64, f64)>,
     /// The route's output guard for the stream, and the input placeholders to restore.
     pub guard: Option<(std::sync::Arc<gardefou_guard::Policy>, Option<gardefou_guard::Redactions>)>,
+    /// The canary planted in the system prompt, to stop the stream if the answer repeats it.
+    pub canary: Option<String>,
 }
 
 /// Refuses a target that lacks some of the request's parameters when the route says `reject`.
@@ -157,6 +159,7 @@ pub async fn chat(
     if inflight.escalate_requested() && route.config.escalation.on_request {
         return escalate(route, &req, "requested", inflight).await;
     }
+    let (req, canary) = guard::plant_canary(route, req);
     let admitted = admit::admit(rt, route, &req, inflight).await?;
     let (route, req) = (&admitted.route, &*admitted.req);
     inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
@@ -186,6 +189,9 @@ pub async fn chat(
         None => (estimate_usage(&target.model.upstream, req, &resp), true),
     };
     let mut resp = resp;
+    for c in &resp.choices {
+        guard::check_canary(canary.as_deref(), c.message.content.as_deref().unwrap_or_default(), inflight)?;
+    }
     if let Some(reason) = guard::output(route, &mut resp, &mut redactions, inflight)?
         .or_else(|| answer_needs_human(route, &resp))
     {
@@ -223,6 +229,7 @@ pub async fn chat_stream(
         let (resp, _) = escalate(route, &req, "requested", inflight).await?;
         return StartedStream::answered(resp, route);
     }
+    let (req, canary) = guard::plant_canary(route, req);
     let admitted = admit::admit(rt, route, &req, inflight).await?;
     let (route, req) = (&admitted.route, &*admitted.req);
     inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
@@ -266,6 +273,7 @@ pub async fn chat_stream(
         target: target.clone(),
         cost_cap: admitted.cost_cap,
         guard: guard::stream_policy(route).map(|p| (p, route.config.guards.restore.then_some(redactions))),
+        canary,
     })
 }
 

@@ -35,6 +35,9 @@ struct State {
     /// split across chunks is still caught; and the input placeholders to restore.
     scanner: Option<gardefou_guard::StreamScanner>,
     restore: Option<gardefou_guard::Redactions>,
+    /// The canary planted in the system prompt, and the end of the answer so far (a canary split
+    /// across chunks is still seen).
+    canary: Option<(String, String)>,
     /// Output tokens so far, counted delta by delta (a little above the count of the whole
     /// text, so the cut comes early rather than late), to hold the cost cap.
     out_tokens: u64,
@@ -74,6 +77,7 @@ pub fn sse_body(
         cost_cap,
         scanner,
         restore,
+        canary: started.canary.map(|t| (t, String::new())),
         out_tokens: 0,
         done: false,
     };
@@ -116,8 +120,8 @@ impl State {
             self.id.clone_from(&chunk.id);
             self.created = chunk.created;
         }
-        let mut guard_stop = false;
-        if self.scanner.is_some() {
+        let mut guard_stop = self.canary_chunk(&mut chunk);
+        if self.scanner.is_some() && !guard_stop {
             guard_stop = self.guard_chunk(&mut chunk);
         }
         for c in &chunk.choices {
@@ -183,6 +187,39 @@ impl State {
             }
         }
         buf.freeze()
+    }
+
+    /// Stops the answer (`finish_reason: "content_filter"`, the chunk's text withheld) when it
+    /// completes the canary token. Returns true on a stop.
+    fn canary_chunk(&mut self, chunk: &mut ChatChunk) -> bool {
+        let Some((token, tail)) = self.canary.as_mut() else { return false };
+        let mut leaked = false;
+        for c in chunk.choices.iter_mut().filter(|c| c.index == 0) {
+            if let Some(t) = &c.delta.content {
+                tail.push_str(t);
+                if tail.contains(token.as_str()) {
+                    leaked = true;
+                    c.delta.content = None;
+                    c.finish_reason = Some(FinishReason::ContentFilter);
+                }
+                let keep = token.len();
+                if tail.len() > keep {
+                    let mut cut = tail.len() - keep;
+                    while !tail.is_char_boundary(cut) {
+                        cut += 1;
+                    }
+                    tail.drain(..cut);
+                }
+            }
+        }
+        if leaked {
+            self.finish = Some(FinishReason::ContentFilter);
+            if let Some(inflight) = self.inflight.as_mut() {
+                let token = token.clone();
+                let _ = super::guard::check_canary(Some(&token), &token, inflight);
+            }
+        }
+        leaked
     }
 
     /// Runs the output guard over choice 0's text: the delta becomes what the guard releases

@@ -77,6 +77,7 @@ impl Cx<'_> {
             output: pick(&raw.output, "output")?,
             fail_closed,
             restore: raw.restore.unwrap_or(false),
+            canary: raw.canary.unwrap_or(false),
         })
     }
 
