@@ -312,6 +312,15 @@ impl Limits {
                                 level.window_start_ms,
                                 charge.amount,
                             ));
+                            // Budgets with one counter (not one per team, key or user).
+                            if counter.len() == "budget:".len() + b.name.len() && level.limit > 0 {
+                                metrics
+                                    .budget_used_ratio()
+                                    .get_or_create(&crate::telemetry::metrics::BudgetLabels {
+                                        budget: b.name.clone(),
+                                    })
+                                    .set(level.used as f64 / level.limit as f64);
+                            }
                             self.alerts.check(
                                 b,
                                 counter,

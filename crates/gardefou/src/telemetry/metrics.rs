@@ -32,6 +32,7 @@ pub const GUARD_BLOCKS: &str = "gardefou_guard_blocks";
 pub const BUDGET_REJECTIONS: &str = "gardefou_budget_rejections";
 pub const BUDGET_DOWNGRADES: &str = "gardefou_budget_downgrades";
 pub const BUDGET_ALERTS: &str = "gardefou_budget_alerts";
+pub const BUDGET_USED_RATIO: &str = "gardefou_budget_used_ratio";
 pub const SETTLES_DROPPED: &str = "gardefou_limit_settles_dropped";
 pub const WEBHOOK_FAILURES: &str = "gardefou_webhook_failures";
 pub const LIMITS_BACKEND_ERRORS: &str = "gardefou_limits_backend_errors";
@@ -152,6 +153,7 @@ struct Inner {
     budget_rejections: Family<BudgetLabels, Counter>,
     budget_downgrades: Family<BudgetLabels, Counter>,
     budget_alerts: Family<AlertLabels, Counter>,
+    budget_used_ratio: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
     settles_dropped: Counter,
     webhook_failures: Counter,
     limits_backend_errors: Counter,
@@ -253,6 +255,12 @@ impl Metrics {
         );
         let budget_alerts = Family::<AlertLabels, Counter>::default();
         registry.register(BUDGET_ALERTS, "Budget soft thresholds crossed", budget_alerts.clone());
+        let budget_used_ratio = Family::<BudgetLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            BUDGET_USED_RATIO,
+            "Share of a budget spent or reserved in its current window, as of the last call it covered (budgets with one counter)",
+            budget_used_ratio.clone(),
+        );
         let settles_dropped = Counter::default();
         registry.register(
             SETTLES_DROPPED,
@@ -329,6 +337,7 @@ impl Metrics {
                 budget_rejections,
                 budget_downgrades,
                 budget_alerts,
+                budget_used_ratio,
                 settles_dropped,
                 webhook_failures,
                 limits_backend_errors,
@@ -386,6 +395,9 @@ impl Metrics {
     }
     pub fn budget_alerts(&self) -> &Family<AlertLabels, Counter> {
         &self.inner.budget_alerts
+    }
+    pub fn budget_used_ratio(&self) -> &Family<BudgetLabels, Gauge<f64, AtomicU64>> {
+        &self.inner.budget_used_ratio
     }
     pub fn settles_dropped(&self) -> &Counter {
         &self.inner.settles_dropped

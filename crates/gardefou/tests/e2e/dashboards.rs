@@ -713,7 +713,15 @@ fn rewrite_config(gw: &Gateway, text: &str) {
     std::fs::write(&gw.config_path, text).unwrap();
 }
 
-async fn drive_traffic(gw: &Gateway) -> u64 {
+/// The traffic config, with a provider in front of `cache`.
+fn config_with(cache: &Upstream) -> String {
+    format!(
+        "{CONFIG}\n[providers.cache]\nkind = \"openai_compatible\"\nbase_url = \"{}\"\n[models.cached]\nprovider = \"cache\"\nprice = {{ input = 1.0, cached_input = 0.1, output = 2.0 }}\n[routes.cached]\ntargets = [{{ model = \"cached\" }}]\n",
+        cache.base
+    )
+}
+
+async fn drive_traffic(gw: &Gateway, cache: &Upstream) -> u64 {
     let hello =
         |route: &str| json!({"model": route, "messages": [{"role": "user", "content": "hello there"}]});
     let mut sent = 0;
@@ -754,18 +762,29 @@ async fn drive_traffic(gw: &Gateway) -> u64 {
     let key = "my key is sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7cDe0fGh3iJk6l";
     expect(400, gw.chat(say("guarded", key)).await.status(), "a guard block");
     expect(200, gw.chat(say("escalating", "call me at ana@example.com")).await.status(), "an escalation");
+    expect(200, gw.chat(hello("cached")).await.status(), "a prompt-cache hit");
 
-    rewrite_config(gw, CONFIG);
+    let config = config_with(cache);
+    rewrite_config(gw, &config);
     assert_eq!(gw.post("/admin/reload", json!({})).await.status(), 200, "an applied reload");
-    rewrite_config(gw, &format!("{CONFIG}\n[routes.bad]\ntargets = [{{ model = \"missing\" }}]\n"));
+    rewrite_config(gw, &format!("{config}\n[routes.bad]\ntargets = [{{ model = \"missing\" }}]\n"));
     assert_eq!(gw.post("/admin/reload", json!({})).await.status(), 400, "a rejected reload");
     sent
 }
 
 #[tokio::test]
 async fn dashboard_and_alerts_only_use_metrics_and_labels_the_gateway_exports() {
-    let gw = Gateway::start(CONFIG).await;
-    let sent = drive_traffic(&gw).await;
+    // An upstream whose answers report prompt-cache hits (cached input tokens).
+    let cache = Upstream::start(json_reply(
+        200,
+        json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "cached"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 2, "total_tokens": 1002,
+                "prompt_tokens_details": {"cached_tokens": 800}}}),
+    ))
+    .await;
+    let gw = Gateway::start(&config_with(&cache)).await;
+    let sent = drive_traffic(&gw, &cache).await;
     gw.records(sent).await;
     let text = reqwest::get(gw.url("/metrics")).await.unwrap().text().await.unwrap();
     gw.stop().await;
