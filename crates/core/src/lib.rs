@@ -2,6 +2,7 @@
 //! config as code, the error type, cost maths. No runtime, no HTTP client, no SQL.
 
 pub mod anthropic;
+pub mod calendar;
 pub mod chat;
 pub mod config;
 pub mod cost;

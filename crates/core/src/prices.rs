@@ -124,17 +124,9 @@ impl Date {
         }
     }
 
-    /// The date of `days` days after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+    /// The date of `days` days after 1970-01-01.
     pub fn from_unix_days(days: i64) -> Date {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = crate::calendar::civil_from_days(days);
         Date { year: u16::try_from(year).unwrap_or(u16::MAX), month: month as u8, day: day as u8 }
     }
 

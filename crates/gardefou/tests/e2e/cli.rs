@@ -1,14 +1,13 @@
 //! The `gardefou` binary as an operator runs it: config check, SIGHUP reload, SIGTERM with the
 //! records flushed, and `gardefou logs`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::temp_dir;
+use crate::harness::{spawn_gateway, temp_dir};
 
 fn gardefou() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gardefou"))
@@ -47,17 +46,7 @@ fn write_config(path: &Path, db: &Path, routes: &[&str]) {
 }
 
 fn start(config: &Path) -> (Child, String) {
-    let mut child = gardefou()
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
-    (child, base)
+    spawn_gateway(config)
 }
 
 fn signal(child: &Child, sig: &str) {

@@ -197,6 +197,22 @@ fn python_can_import(modules: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Starts `gardefou serve` on `config` at 127.0.0.1:0 (stderr discarded) and returns the process
+/// and its base URL, read from the first line it prints.
+pub fn spawn_gateway(config: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gardefou"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    (child, base)
+}
+
 /// Runs the Python script `tests/e2e/{script}` against a real gardefou process (the binary on
 /// tests/e2e/gardefou-e2e.toml, port 0, its address read from stdout) and returns the script's
 /// stdout, once it has exited successfully and reported ` passed, 0 failed`.

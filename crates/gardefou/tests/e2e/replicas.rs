@@ -4,7 +4,6 @@
 //! Needs Postgres (`GARDEFOU_TEST_POSTGRES`, default the local server) and `redis-server`; fails
 //! in CI without them, skips elsewhere.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,16 +47,7 @@ fn redis(port: u16) -> Option<Proc> {
 }
 
 fn serve(config: &std::path::Path) -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gardefou"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    let (child, base) = crate::harness::spawn_gateway(config);
     (Proc(child), base)
 }
 

@@ -19,6 +19,7 @@ mod redis;
 
 use std::sync::Arc;
 
+use gardefou_core::calendar::{civil_from_days, days_from_civil};
 use gardefou_core::Fault;
 
 use self::local::LocalCounters;
@@ -99,32 +100,6 @@ impl Window {
 fn time_to_live_ms(window: Window, window_start_ms: i64, now_ms: i64) -> i64 {
     let until = window.end_ms(window_start_ms).saturating_add(window.margin_ms());
     until.saturating_sub(now_ms).min(window.max_len_ms() + window.margin_ms())
-}
-
-/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// (year, month 1..=12, day 1..=31) → days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// One limit a request counts against.
