@@ -5,6 +5,7 @@
 #
 #   bench/usage/run.sh                  # both backends
 #   BACKENDS=sqlite bench/usage/run.sh  # one of them
+#   PROFILE=release bench/usage/run.sh  # optimised build (`cargo test --release`)
 #
 # Env (all optional):
 #   ROWS (10000000)   BACKENDS ("sqlite postgres")
@@ -12,6 +13,10 @@
 #   PG_BASE (postgres://postgres@127.0.0.1:5432): database gardefou_usage_bench is created there
 #           and dropped at the end unless KEEP=1
 #   REUSE=1  keep data already generated (same ROWS) and only time the queries
+#   PROFILE (dev): cargo profile of the test build. dev = `cargo test` as before (workspace
+#           code unoptimised, dependencies incl. bundled SQLite at opt-level 1); release passes
+#           `--release` (opt-level 3, thin LTO); any other name is passed as `--profile NAME`.
+#           The first release run also compiles the store crate's tests in release (minutes).
 # Needs psql for Postgres. Takes ~10 minutes per backend on 2 cores, most of it generating.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -20,7 +25,13 @@ ROWS="${ROWS:-10000000}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
 SQLITE_PATH="${SQLITE_PATH:-/tmp/gardefou_usage_bench.db}"
 PG_BASE="${PG_BASE:-postgres://postgres@127.0.0.1:5432}"
+PROFILE="${PROFILE:-dev}"
 DB=gardefou_usage_bench
+case "$PROFILE" in
+  dev) PROFILE_ARGS=() ;;
+  release) PROFILE_ARGS=(--release) ;;
+  *) PROFILE_ARGS=(--profile "$PROFILE") ;;
+esac
 
 if pgrep -f overhead.py >/dev/null; then
   echo "warning: an overhead bench (overhead.py) is running; timings will be noisy" >&2
@@ -39,12 +50,13 @@ trap cleanup EXIT
 run() {
   GARDEFOU_USAGE_BENCH_URL="$1" GARDEFOU_USAGE_BENCH_ROWS="$ROWS" \
     GARDEFOU_USAGE_BENCH_REUSE="${REUSE:-}" \
-    cargo test -q -p gardefou-store --test store usage_queries_on_ten_million_inferences \
+    cargo test -q ${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"} -p gardefou-store --test store \
+    usage_queries_on_ten_million_inferences \
     -- --ignored --nocapture
 }
 
 for backend in $BACKENDS; do
-  echo "== $backend ($(date -u +%FT%TZ), $(nproc) cores, $(uname -sr))"
+  echo "== $backend ($(date -u +%FT%TZ), $(nproc) cores, $(uname -sr), profile $PROFILE, load $(cut -d' ' -f1-3 /proc/loadavg))"
   case "$backend" in
     sqlite) run "sqlite://$SQLITE_PATH" ;;
     postgres)
