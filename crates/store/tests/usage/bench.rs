@@ -218,7 +218,8 @@ async fn usage_queries_on_ten_million_inferences() {
     } else {
         Conn::Sqlite(sqlx::SqliteConnection::connect(&url).await.unwrap())
     };
-    if std::env::var_os("GARDEFOU_USAGE_BENCH_REUSE").is_none() || conn.count("inferences").await != rows {
+    let reuse = std::env::var("GARDEFOU_USAGE_BENCH_REUSE").is_ok_and(|v| v == "1");
+    if !reuse || conn.count("inferences").await != rows {
         println!("generating {rows} inferences and their rollups ({})", store.backend_name());
         let started = Instant::now();
         generate(&mut conn, pg, rows).await;
