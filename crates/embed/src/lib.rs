@@ -19,7 +19,12 @@
 //! `scripts/fetch-models.sh` writes them. Vectors match sentence-transformers' output for the
 //! same model (mean pooling over the attention mask, then L2 normalisation; inputs truncated at
 //! [`DEFAULT_MAX_TOKENS`] tokens). See [`Embedder`] for sharing it and bounding its threads.
+//!
+//! [`classifier::SimilarityClassifier`] plugs into the guard's prompt-injection detector: it
+//! scores a prompt by its similarity to a shipped reference set of labelled attacks and benign
+//! prompts.
 
+pub mod classifier;
 mod embedder;
 mod error;
 mod pool;

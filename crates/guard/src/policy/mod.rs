@@ -17,7 +17,7 @@
 //! block > escalate > redact > flag.
 
 use crate::error::GuardError;
-use crate::finding::Finding;
+use crate::finding::{Finding, GuardKind};
 use crate::injection::{Classifier, InjectionDetector, DEFAULT_THRESHOLD};
 use crate::redact::Redactions;
 use crate::schema::SchemaGuard;
@@ -301,7 +301,14 @@ impl Policy {
             let report = if indirect { self.detector.scan_indirect(text) } else { self.detector.scan(text) };
             injection_score = report.score;
             if report.score >= r.threshold {
-                out.extend(report.findings.into_iter().map(|f| (f, r.action)));
+                if report.findings.is_empty() {
+                    // Only the classifier fired: the finding is the whole text.
+                    let f =
+                        Finding::new(GuardKind::Injection, "CLASSIFIER", text, 0..text.len(), report.score);
+                    out.push((f, r.action));
+                } else {
+                    out.extend(report.findings.into_iter().map(|f| (f, r.action)));
+                }
             }
         }
         if let Some((d, a)) = &self.topics {
