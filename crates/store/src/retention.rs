@@ -1,8 +1,8 @@
 //! Retention: which tables lose which rows when, and the task that deletes them in small
 //! batches (one short `DELETE … LIMIT n` at a time, so the writer never waits long).
 //!
-//! `[store] retention` covers the inferences, their bodies and the minute rollups (as detailed as
-//! the rows they summarise); `[store] usage_retention` covers the hourly and daily rollups, which
+//! `[store] retention` covers the inferences, their bodies, the minute rollups (as detailed as
+//! the rows they summarise) and closed escalations (with their conversations); `[store] usage_retention` covers the hourly and daily rollups, which
 //! are small and usually kept much longer.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,35 +21,39 @@ pub(crate) struct Expiring {
     pub table: &'static str,
     pub key: &'static str,
     pub time: &'static str,
+    /// More conditions a row must meet to expire (`""` for none), e.g. only closed escalations.
+    pub only: &'static str,
 }
 
 const DIM_KEY: &str = "ts, team, product, key_id, route, model, provider, endpoint";
 const TAG_KEY: &str = "tag_key, ts, tag_value";
 
 /// Tables under `retention`.
-const DETAILED: [Expiring; 4] = [
-    Expiring { table: "inferences", key: "id", time: "created_at_ms" },
-    Expiring { table: "inference_bodies", key: "id", time: "created_at_ms" },
-    Expiring { table: "usage_minute", key: DIM_KEY, time: "ts" },
-    Expiring { table: "usage_minute_tags", key: TAG_KEY, time: "ts" },
+const DETAILED: [Expiring; 5] = [
+    Expiring { table: "inferences", key: "id", time: "created_at_ms", only: "" },
+    Expiring { table: "inference_bodies", key: "id", time: "created_at_ms", only: "" },
+    Expiring { table: "usage_minute", key: DIM_KEY, time: "ts", only: "" },
+    Expiring { table: "usage_minute_tags", key: TAG_KEY, time: "ts", only: "" },
+    // Escalations go once closed (never while a reviewer may still need them).
+    Expiring { table: "escalations", key: "id", time: "updated_at_ms", only: " AND status = 'closed'" },
 ];
 
 /// Tables under `usage_retention`.
 const ROLLUPS: [Expiring; 4] = [
-    Expiring { table: "usage_hour", key: DIM_KEY, time: "ts" },
-    Expiring { table: "usage_hour_tags", key: TAG_KEY, time: "ts" },
-    Expiring { table: "usage_day", key: DIM_KEY, time: "ts" },
-    Expiring { table: "usage_day_tags", key: TAG_KEY, time: "ts" },
+    Expiring { table: "usage_hour", key: DIM_KEY, time: "ts", only: "" },
+    Expiring { table: "usage_hour_tags", key: TAG_KEY, time: "ts", only: "" },
+    Expiring { table: "usage_day", key: DIM_KEY, time: "ts", only: "" },
+    Expiring { table: "usage_day_tags", key: TAG_KEY, time: "ts", only: "" },
 ];
 
 impl Expiring {
     /// The delete of at most `limit` rows older than the cutoff; `$1`/`$2` or `?`/`?`.
     pub(crate) fn delete_sql(&self, postgres: bool) -> String {
         let (cutoff, limit) = if postgres { ("$1", "$2") } else { ("?", "?") };
-        let Expiring { table, key, time } = self;
+        let Expiring { table, key, time, only } = self;
         format!(
             "DELETE FROM {table} WHERE ({key}) IN \
-             (SELECT {key} FROM {table} WHERE {time} < {cutoff} LIMIT {limit})"
+             (SELECT {key} FROM {table} WHERE {time} < {cutoff}{only} LIMIT {limit})"
         )
     }
 }

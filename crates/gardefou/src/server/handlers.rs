@@ -178,9 +178,15 @@ fn model_entry(id: &str, description: Option<&str>) -> serde_json::Value {
 }
 
 /// `GET /v1/models`: the routes a caller may use.
-pub async fn list_models(State(state): State<AppState>) -> Response {
+/// Lists the routes the caller may call: every route, or those its key is scoped to.
+pub async fn list_models(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
     let rt = state.runtime();
-    let mut names: Vec<&String> = rt.routes.keys().collect();
+    let allowed = |n: &str| caller.key.as_ref().is_none_or(|k| crate::auth::route_allowed(&k.routes, n));
+    let mut names: Vec<&String> = rt.routes.keys().filter(|n| allowed(n)).collect();
     names.sort();
     let data: Vec<_> =
         names.into_iter().map(|n| model_entry(n, rt.routes[n].config.description.as_deref())).collect();
@@ -188,9 +194,18 @@ pub async fn list_models(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /v1/models/{id}`
-pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn get_model(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
     let rt = state.runtime();
-    match rt.routes.get(&id) {
+    let allowed = caller.key.as_ref().is_none_or(|k| crate::auth::route_allowed(&k.routes, &id));
+    match rt.routes.get(&id).filter(|_| allowed) {
         Some(r) => Json(model_entry(&id, r.config.description.as_deref())).into_response(),
         None => ApiError(Error::NotFound {
             message: format!("The model `{id}` does not exist or you do not have access to it."),

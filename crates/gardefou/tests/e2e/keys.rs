@@ -85,6 +85,21 @@ async fn keys_gate_the_api_scope_routes_and_rotation_and_revocation_take_effect_
 
     assert_eq!(call(&gw, Some(&key), "chat-a").await.0, 200);
     assert_eq!(call(&gw, Some(&key), "chat-b").await.0, 200);
+    // /v1/models lists what the key may call, and nothing without a key when keys are required.
+    let models = |k: Option<&str>, path: &str| {
+        let mut req = reqwest::Client::new().get(gw.url(path));
+        if let Some(k) = k {
+            req = req.bearer_auth(k);
+        }
+        req.send()
+    };
+    let listed: Value = models(Some(&key), "/v1/models").await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> =
+        listed["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["chat-a", "chat-b"]);
+    assert_eq!(models(Some(&key), "/v1/models/other").await.unwrap().status(), 404);
+    assert_eq!(models(Some(&key), "/v1/models/chat-a").await.unwrap().status(), 200);
+    assert_eq!(models(None, "/v1/models").await.unwrap().status(), 401);
     let (status, err) = call(&gw, Some(&key), "other").await;
     assert_eq!(status, 403, "{err}");
     assert_eq!(err["error"]["type"], "permission_error");

@@ -13,6 +13,7 @@ on_both_backends! {
     #[tokio::test] fn list_filters_by_status_and_team_oldest_first_with_a_limit;
     #[tokio::test] fn the_backlog_counts_open_and_claimed_and_dates_the_oldest;
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)] fn concurrent_claims_let_exactly_one_reviewer_win;
+    #[tokio::test] fn retention_deletes_old_closed_escalations_and_keeps_open_ones;
 }
 
 fn escalation(i: u32, team: &str, at: i64) -> Escalation {
@@ -206,4 +207,21 @@ async fn concurrent_claims_let_exactly_one_reviewer_win(db: TestDb) {
     assert_eq!(claims.len(), 1, "one claim, one audit entry");
     let claimed = store.get_escalation(&e.id).await.unwrap().unwrap();
     assert_eq!(Some(claims[0].actor.as_str()), claimed.claimed_by.as_deref());
+}
+
+async fn retention_deletes_old_closed_escalations_and_keeps_open_ones(db: TestDb) {
+    let store = db.store().await;
+    let old_open = escalation(1, "search", 1_000);
+    let old_closed = escalation(2, "search", 1_000);
+    store.create_escalation(&old_open).await.unwrap();
+    store.create_escalation(&old_closed).await.unwrap();
+    assert!(store.close_escalation(&old_closed.id, "r1", 2_000).await.unwrap());
+    let policy = gardefou_store::RetentionPolicy {
+        detailed: Some(std::time::Duration::from_secs(3600)),
+        usage: None,
+        batch: 10,
+    };
+    store.purge_expired(&policy, &tokio_util::sync::CancellationToken::new()).await.unwrap();
+    assert!(store.get_escalation(&old_closed.id).await.unwrap().is_none(), "closed long ago: gone");
+    assert!(store.get_escalation(&old_open.id).await.unwrap().is_some(), "still open: kept");
 }
