@@ -165,6 +165,27 @@ fn snapshot(k: &KeyRecord) -> serde_json::Value {
     serde_json::to_value(k).unwrap_or_default()
 }
 
+/// Runs a key change again (at most 3 times in all, 100 ms apart) when the store says it may
+/// succeed later: a SQLite file shared with a running gateway can be busy past its lock timeout.
+/// Each change is one transaction, so a failed attempt left nothing behind.
+async fn retrying<T, F, Fut>(mut op: F) -> Result<T, gardefou_store::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, gardefou_store::StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.is_retryable() && attempt < 3 => {
+                tracing::warn!(kind = e.kind(), attempt, "key store busy; trying again");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn store_error(e: gardefou_store::StoreError) -> Error {
     tracing::error!(kind = e.kind(), error = %e, "key store operation failed");
     Error::Internal("the key store is unavailable".to_owned())
@@ -192,7 +213,7 @@ pub async fn create(
         before: None,
         after: Some(snapshot(&record)),
     };
-    store.create_key(&record, &audit).await.map_err(store_error)?;
+    retrying(|| store.create_key(&record, &audit)).await.map_err(store_error)?;
     table.upsert(vec![record.clone()]);
     Ok(Issued { secret: secret.key, record })
 }
@@ -212,7 +233,10 @@ pub async fn rotate(store: &Store, table: &KeyTable, actor: &str, id: &str) -> R
         before: Some(serde_json::json!({"prefix": before.prefix})),
         after: Some(serde_json::json!({"prefix": secret.prefix})),
     };
-    if !store.rotate_key(id, &secret.hash, &secret.prefix, now, &audit).await.map_err(store_error)? {
+    if !retrying(|| store.rotate_key(id, &secret.hash, &secret.prefix, now, &audit))
+        .await
+        .map_err(store_error)?
+    {
         return Err(Error::invalid_param(format!("key `{id}` is revoked; create a new one"), "id"));
     }
     let record = KeyRecord { hash: secret.hash, prefix: secret.prefix, updated_at_ms: now, ..before };
@@ -234,7 +258,7 @@ pub async fn revoke(store: &Store, table: &KeyTable, actor: &str, id: &str) -> R
         before: Some(snapshot(&before)),
         after: Some(serde_json::json!({"revoked_at_ms": now})),
     };
-    if !store.revoke_key(id, now, &audit).await.map_err(store_error)? {
+    if !retrying(|| store.revoke_key(id, now, &audit)).await.map_err(store_error)? {
         return Err(Error::invalid_param(format!("key `{id}` is already revoked"), "id"));
     }
     let record = KeyRecord { revoked_at_ms: Some(now), updated_at_ms: now, ..before };
