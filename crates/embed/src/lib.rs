@@ -20,9 +20,8 @@
 //! same model (mean pooling over the attention mask, then L2 normalisation; inputs truncated at
 //! [`DEFAULT_MAX_TOKENS`] tokens). See [`Embedder`] for sharing it and bounding its threads.
 //!
-//! [`classifier::SimilarityClassifier`] plugs into the guard's prompt-injection detector: it
-//! scores a prompt by its similarity to a shipped reference set of labelled attacks and benign
-//! prompts.
+//! [`classifier::EmbeddingClassifier`] plugs into the guard's prompt-injection detector: a
+//! logistic head, shipped with the crate, scores a prompt's embedding.
 
 pub mod classifier;
 mod embedder;

@@ -1,5 +1,5 @@
 //! gardefou-embed against the real all-MiniLM-L6-v2 files: vectors match sentence-transformers,
-//! and the prompt-injection classifier works with its shipped reference set.
+//! and the prompt-injection classifier works with its shipped head.
 //!
 //! The model folder comes from `GARDEFOU_EMBED_MODEL_DIR`, else `<repo>/models/all-MiniLM-L6-v2`
 //! (written by `scripts/fetch-models.sh`). Without it these tests fail when `CI=true` and are
@@ -179,26 +179,22 @@ fn a_truncated_weights_file_is_reported_as_unusable() {
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 }
 
-mod similarity_classifier {
-    //! The prompt-injection classifier with the shipped reference set.
+mod embedding_classifier {
+    //! The prompt-injection classifier with the shipped head.
 
     use super::*;
-    use gardefou_embed::classifier::{Reference, SimilarityClassifier, REFERENCE_FILE};
+    use gardefou_embed::classifier::{EmbeddingClassifier, Head};
     use gardefou_guard::injection::{Classifier, InjectionDetector};
     use gardefou_guard::normalize::normalize;
     use gardefou_guard::{Policy, PolicyConfig};
     use std::sync::Arc;
 
-    fn reference_path() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(REFERENCE_FILE)
-    }
-
-    fn classifier() -> Option<SimilarityClassifier> {
+    fn classifier() -> Option<EmbeddingClassifier> {
         let embedder = embedder()?.clone();
-        Some(SimilarityClassifier::from_parts(embedder, Reference::shipped().unwrap()).unwrap())
+        Some(EmbeddingClassifier::from_parts(embedder, Head::shipped().unwrap()).unwrap())
     }
 
-    fn score(c: &SimilarityClassifier, text: &str) -> f32 {
+    fn score(c: &EmbeddingClassifier, text: &str) -> f32 {
         c.score(&normalize(text).text).unwrap()
     }
 
@@ -223,40 +219,24 @@ mod similarity_classifier {
     }
 
     #[test]
-    fn shipped_reference_matches_its_texts_embedded_again() {
-        let Some(embedder) = embedder() else { return };
-        let reference = Reference::read(&reference_path()).unwrap();
-        assert_eq!(reference, Reference::shipped().unwrap());
-        let texts = std::fs::read_to_string(reference_path().with_extension("jsonl")).unwrap();
-        let rows: Vec<serde_json::Value> = texts.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(rows.len(), reference.examples.len());
-        for (row, example) in rows.iter().zip(&reference.examples).step_by(15) {
-            assert_eq!(row["label"] == "injection", example.injection, "{row}");
-            let folded = normalize(row["text"].as_str().unwrap()).text;
-            let vector = &embedder.embed(&[&folded]).unwrap()[0];
-            // The file stores i8-quantised vectors: directions agree to about 1e-4.
-            let similarity = cosine(vector, &example.vector);
-            assert!(similarity > 0.999, "{similarity} for {row}");
-        }
-    }
-
-    #[test]
-    fn load_reads_the_model_and_the_reference_file() {
+    fn load_reads_the_model_with_the_shipped_head() {
         let Some(_) = embedder() else { return };
-        let c = SimilarityClassifier::load(&model_dir(), &reference_path()).unwrap();
-        assert_eq!(c.reference().model_id, c.embedder().model_id());
-        let missing =
-            SimilarityClassifier::load(&model_dir(), Path::new("no-such-reference.bin")).unwrap_err();
+        let c = EmbeddingClassifier::load(&model_dir()).unwrap();
+        assert_eq!(c.head().model_id, c.embedder().model_id());
+        let missing = EmbeddingClassifier::load(Path::new("no-such-model")).unwrap_err();
         assert_eq!(missing.kind(), "missing_file", "{missing}");
     }
 
     #[test]
-    fn a_reference_from_another_model_is_refused() {
+    fn a_head_from_another_model_is_refused() {
         let Some(embedder) = embedder() else { return };
-        let mut reference = Reference::shipped().unwrap();
-        reference.model_id = "some-other-model".to_owned();
-        let err = SimilarityClassifier::from_parts(embedder.clone(), reference).unwrap_err();
+        let mut head = Head::shipped().unwrap();
+        head.model_id = "some-other-model".to_owned();
+        let err = EmbeddingClassifier::from_parts(embedder.clone(), head).unwrap_err();
         assert!(err.to_string().contains("some-other-model"), "{err}");
+        let mut short = Head::shipped().unwrap();
+        short.weights.truncate(10);
+        assert!(EmbeddingClassifier::from_parts(embedder.clone(), short).is_err());
     }
 
     /// A role-play jailbreak without the words the heuristic rules look for.
