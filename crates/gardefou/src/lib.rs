@@ -4,6 +4,7 @@
 //! fallback, every inference recorded, Prometheus metrics and OpenTelemetry traces.
 
 pub mod auth;
+pub mod classifier;
 pub mod cli;
 pub mod control;
 pub mod limits;

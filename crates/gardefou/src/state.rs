@@ -27,11 +27,15 @@ pub enum ConfigSource {
 pub const BUNDLED_CONFIG: &str = include_str!("../../../examples/gardefou.toml");
 
 impl ConfigSource {
+    /// Reads and validates the config, with the injection classifier plugged into the input
+    /// policies that ask for it.
     pub fn load(&self) -> Result<Config, ConfigError> {
-        match self {
+        let mut config = match self {
             ConfigSource::File(p) => Config::load(p),
             ConfigSource::Bundled => Config::parse(BUNDLED_CONFIG, "examples/gardefou.toml (bundled)"),
-        }
+        }?;
+        crate::classifier::plug(&mut config, &self.describe())?;
+        Ok(config)
     }
 
     pub fn describe(&self) -> String {

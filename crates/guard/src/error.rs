@@ -16,10 +16,15 @@ pub enum GuardError {
     InvalidThreshold { guard: &'static str, value: f32 },
     /// 400: a JSON schema that is not itself a valid schema.
     InvalidSchema { reason: String },
+    /// 400: a `json_schema` guard that says neither or both of `schema` and `from_request`, or
+    /// whose action cannot apply to a whole document (`redact`).
+    InvalidSchemaGuard { reason: &'static str },
     /// 400: the configuration asks for a guard this build does not include.
     FeatureDisabled { feature: &'static str },
     /// 400: an unknown entity type name in a `types` list.
     UnknownType { guard: &'static str, name: String },
+    /// 400: `classifier = true` on a guard other than `injection`.
+    ClassifierOutsideInjection { guard: &'static str },
 }
 
 impl GuardError {
@@ -30,8 +35,10 @@ impl GuardError {
             Self::TooMany { .. } => "too_many",
             Self::InvalidThreshold { .. } => "invalid_threshold",
             Self::InvalidSchema { .. } => "invalid_schema",
+            Self::InvalidSchemaGuard { .. } => "invalid_schema_guard",
             Self::FeatureDisabled { .. } => "feature_disabled",
             Self::UnknownType { .. } => "unknown_type",
+            Self::ClassifierOutsideInjection { .. } => "classifier_outside_injection",
         }
     }
 }
@@ -45,10 +52,14 @@ impl fmt::Display for GuardError {
                 write!(f, "{guard} threshold {value} is outside [0, 1]")
             }
             Self::InvalidSchema { reason } => write!(f, "invalid JSON schema: {reason}"),
+            Self::InvalidSchemaGuard { reason } => write!(f, "json_schema: {reason}"),
             Self::FeatureDisabled { feature } => {
                 write!(f, "this build has no `{feature}` support (cargo feature disabled)")
             }
             Self::UnknownType { guard, name } => write!(f, "unknown {guard} type `{name}`"),
+            Self::ClassifierOutsideInjection { guard } => {
+                write!(f, "{guard}: `classifier` applies to the injection guard only")
+            }
         }
     }
 }

@@ -188,3 +188,43 @@ fn every_example_config_is_valid() {
     }
     assert!(seen > 0, "examples/ holds at least one config");
 }
+
+#[test]
+fn a_json_schema_guard_takes_exactly_one_of_schema_and_from_request_reported_at_its_position() {
+    let head = "[providers.demo]\nkind = \"mock\"\n[guards.structured]\npii = \"flag\"\n";
+    for (guard, says) in [
+        (
+            "json_schema = { schema = { type = \"object\" }, from_request = true, action = \"block\" }",
+            "not both",
+        ),
+        ("json_schema = { action = \"block\" }", "`from_request = true`"),
+        ("json_schema = { from_request = false, action = \"block\" }", "`from_request = true`"),
+        ("json_schema = { from_request = true, action = \"redact\" }", "`redact`"),
+    ] {
+        let e = error_of(&format!("{head}{guard}\n"));
+        assert_eq!((e.line, e.column), (5, 15), "{guard}: {e}");
+        assert_eq!(e.path, "guards.structured.json_schema");
+        assert!(e.message.contains(says), "{guard}: {e}");
+        assert!(e.hint.as_deref().is_some_and(|h| h.contains("from_request = true")), "{e}");
+        assert!(e.to_string().starts_with("bad.toml:5:15: "), "{e}");
+    }
+    // A schema that does not compile (or a build without the validator) is reported there too.
+    let e = error_of(&format!("{head}json_schema = {{ schema = {{ type = 12 }}, action = \"block\" }}\n"));
+    assert_eq!((e.line, e.column, e.path.as_str()), (5, 15, "guards.structured.json_schema"), "{e}");
+    // A misspelt key is refused by name.
+    let e = error_of(&format!("{head}json_schema = {{ from_requests = true, action = \"block\" }}\n"));
+    assert!(e.message.contains("unknown field `from_requests`"), "{e}");
+    // The table form is located as well.
+    let e = error_of(&format!("{head}[guards.structured.json_schema]\naction = \"flag\"\n"));
+    assert_eq!((e.line, e.path.as_str()), (5, "guards.structured.json_schema"), "{e}");
+
+    // Well formed, it is accepted, or refused only by a build without the validator.
+    let ok = format!(
+        "{head}json_schema = {{ from_request = true, action = \"block\" }}\n[models.m]\nprovider = \"demo\"\n\
+         [routes.r]\ntargets = [{{ model = \"m\" }}]\nguards = {{ output = \"structured\" }}\n"
+    );
+    match Config::parse(&ok, "ok.toml") {
+        Ok(c) => assert!(c.routes["r"].guards.output.as_ref().unwrap().1.has_json_schema()),
+        Err(e) => assert!(e.message.contains("json-schema") && e.line == 5, "{e}"),
+    }
+}

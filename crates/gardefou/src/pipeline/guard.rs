@@ -5,14 +5,22 @@
 //! in the answer when the route says `restore = true`; `flag` records the findings; `escalate`
 //! hands the conversation to the review queue and answers with the hand-off. A guard that fails
 //! internally applies the route's `on_error` (block by default) and is counted.
+//!
+//! A `json_schema` guard checks each answer as one document (not tool calls): against a fixed
+//! schema, or with `from_request` against the request's own `response_format` (its schema, or
+//! valid JSON for `json_object`; nothing for plain text). The check is resolved before the
+//! upstream call ([`output_schema`]: a caller schema that does not compile is a 400 on
+//! `response_format.json_schema.schema`) and runs on the answer as the model wrote it, before
+//! the other output guards. A streamed answer is held back whole for it (`hold`).
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use gardefou_core::chat::{ChatRequest, ChatResponse, Content, Role};
+use gardefou_core::chat::{ChatRequest, ChatResponse, Content, ResponseFormat, Role};
 use gardefou_core::Error;
-use gardefou_guard::{Finding, Policy, Redactions, Verdict, VerdictKind};
+use gardefou_guard::policy::{OutputSchema, RequestedFormat};
+use gardefou_guard::{Finding, GuardError, Policy, Redactions, Verdict, VerdictKind};
 
 use super::record::Inflight;
 use crate::runtime::Route;
@@ -34,15 +42,20 @@ fn check(
     redactions: &mut Redactions,
     fail_closed: bool,
 ) -> Option<Verdict> {
-    let run = std::panic::AssertUnwindSafe(|| {
+    guarded(fail_closed, || {
         if indirect {
             // Indirect content shares no placeholders: its findings are flagged or blocked.
             policy.check_indirect(text)
         } else {
             policy.check_with(text, redactions)
         }
-    });
-    match std::panic::catch_unwind(run) {
+    })
+}
+
+/// Runs one check, turning an internal failure into the route's `on_error` (a block without
+/// findings when it fails closed, nothing when it fails open).
+pub(super) fn guarded(fail_closed: bool, run: impl FnOnce() -> Verdict) -> Option<Verdict> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(v) => Some(v),
         Err(_) => {
             tracing::error!(fail_closed, "a guard failed internally");
@@ -56,7 +69,7 @@ fn check(
     }
 }
 
-fn kinds(findings: &[Finding]) -> (&'static str, String) {
+pub(super) fn kinds(findings: &[Finding]) -> (&'static str, String) {
     let guard = findings.first().map_or("internal", |f| f.guard.as_str());
     let kinds: BTreeSet<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
     let kinds = if kinds.is_empty() {
@@ -67,7 +80,7 @@ fn kinds(findings: &[Finding]) -> (&'static str, String) {
     (guard, kinds)
 }
 
-fn blocked(inflight: &Inflight, guard: &'static str, direction: &'static str) {
+pub(super) fn blocked(inflight: &Inflight, guard: &'static str, direction: &'static str) {
     inflight
         .metrics()
         .guard_blocks()
@@ -92,8 +105,17 @@ pub fn count(inflight: &mut Inflight, direction: &'static str, v: &Verdict) {
     }
 }
 
-/// The input step.
+/// The input step: on a blocking-capable thread when the policy has the embedding classifier.
 pub fn input<'r>(
+    route: &Route,
+    req: &'r ChatRequest,
+    inflight: &mut Inflight,
+) -> Result<InputOutcome<'r>, Error> {
+    let policy = route.config.guards.input.as_ref().map(|(_, p)| &**p);
+    crate::classifier::blocking(policy, || scan_input(route, req, inflight))
+}
+
+fn scan_input<'r>(
     route: &Route,
     req: &'r ChatRequest,
     inflight: &mut Inflight,
@@ -155,11 +177,53 @@ pub fn input<'r>(
     })
 }
 
-/// The output step on a whole answer: blocks or redacts; says whether to escalate.
+/// The `json_schema` check that applies to this request's answers under the route's output
+/// policy, resolved before the upstream call: 400 when the caller's own schema does not compile.
+pub fn output_schema(route: &Route, req: &ChatRequest) -> Result<Option<OutputSchema>, Error> {
+    let Some((_, policy)) = &route.config.guards.output else { return Ok(None) };
+    let format = match &req.response_format {
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            json_schema.schema.as_ref().map_or(RequestedFormat::JsonObject, RequestedFormat::JsonSchema)
+        }
+        Some(ResponseFormat::JsonObject) => RequestedFormat::JsonObject,
+        Some(ResponseFormat::Text) | None => RequestedFormat::Text,
+    };
+    policy.output_schema(format).map_err(|e| {
+        let reason = match e {
+            GuardError::InvalidSchema { reason } => reason,
+            other => other.to_string(),
+        };
+        Error::invalid_param(
+            format!("`response_format.json_schema.schema` is not a valid JSON schema: {reason}"),
+            "response_format.json_schema.schema",
+        )
+    })
+}
+
+/// Counts an answer's verdict; a block is the error to answer with, an escalation is noted.
+fn on_answer(inflight: &mut Inflight, v: &Verdict, escalate: &mut Option<String>) -> Result<(), Error> {
+    count(inflight, "output", v);
+    match v.verdict {
+        VerdictKind::Block => {
+            let (guard, kinds) = kinds(&v.findings);
+            blocked(inflight, guard, "output");
+            Err(Error::GuardrailViolation { guard: guard.to_owned(), kinds, direction: "answer" })
+        }
+        VerdictKind::Escalate => {
+            escalate.get_or_insert_with(|| format!("guard:{}", kinds(&v.findings).0));
+            Ok(())
+        }
+        VerdictKind::Allow | VerdictKind::Redact => Ok(()),
+    }
+}
+
+/// The output step on a whole answer: blocks or redacts; says whether to escalate. `schema` is
+/// the request's `json_schema` check ([`output_schema`]).
 pub fn output(
     route: &Route,
     resp: &mut ChatResponse,
     redactions: &mut Redactions,
+    schema: Option<&OutputSchema>,
     inflight: &mut Inflight,
 ) -> Result<Option<String>, Error> {
     let guards = &route.config.guards;
@@ -167,27 +231,16 @@ pub fn output(
     if let Some((_, policy)) = &guards.output {
         for c in &mut resp.choices {
             let Some(text) = c.message.content.as_deref() else { continue };
+            let tool_call = c.message.tool_calls.as_ref().is_some_and(|t| !t.is_empty());
+            if let Some(s) = schema.filter(|_| !tool_call) {
+                if let Some(v) = guarded(guards.fail_closed, || s.check(text)) {
+                    on_answer(inflight, &v, &mut escalate)?;
+                }
+            }
             let Some(v) = check(policy, text, false, redactions, guards.fail_closed) else { continue };
-            count(inflight, "output", &v);
-            match v.verdict {
-                VerdictKind::Allow => {}
-                VerdictKind::Block => {
-                    let (guard, kinds) = kinds(&v.findings);
-                    blocked(inflight, guard, "output");
-                    return Err(Error::GuardrailViolation {
-                        guard: guard.to_owned(),
-                        kinds,
-                        direction: "answer",
-                    });
-                }
-                VerdictKind::Escalate => {
-                    escalate.get_or_insert_with(|| format!("guard:{}", kinds(&v.findings).0));
-                }
-                VerdictKind::Redact => {
-                    if let Some(r) = v.redacted {
-                        c.message.content = Some(r);
-                    }
-                }
+            on_answer(inflight, &v, &mut escalate)?;
+            if let (VerdictKind::Redact, Some(r)) = (v.verdict, v.redacted) {
+                c.message.content = Some(r);
             }
         }
     }
@@ -261,7 +314,27 @@ pub fn check_canary(token: Option<&str>, text: &str, inflight: &mut Inflight) ->
     }
 }
 
-/// The output policy of a route, for a stream.
-pub fn stream_policy(route: &Route) -> Option<Arc<Policy>> {
-    route.config.guards.output.as_ref().map(|(_, p)| p.clone())
+/// The output guard of a stream: the route's policy over the text as it streams, the request's
+/// `json_schema` check over each whole answer (its text held back until it ends), the input
+/// placeholders to restore (when the route says so), and the route's `on_error`.
+pub struct StreamGuard {
+    pub policy: Arc<Policy>,
+    pub schema: Option<OutputSchema>,
+    pub restore: Option<Redactions>,
+    pub fail_closed: bool,
+}
+
+/// The output guard of a route for one stream, if the route has an output policy.
+pub fn stream_guard(
+    route: &Route,
+    schema: Option<OutputSchema>,
+    redactions: Redactions,
+) -> Option<StreamGuard> {
+    let guards = &route.config.guards;
+    guards.output.as_ref().map(|(_, p)| StreamGuard {
+        policy: p.clone(),
+        schema,
+        restore: guards.restore.then_some(redactions),
+        fail_closed: guards.fail_closed,
+    })
 }

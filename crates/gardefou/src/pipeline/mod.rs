@@ -8,7 +8,8 @@
 //! 3. reserve on the rate limits and budgets that apply (429, or a downgrade to a cheaper
 //!    route; `admit`),
 //! 4. call the route's targets with retries, fallbacks and circuit breakers (`call`), then the
-//!    output guards (on streams too, with a bounded hold-back),
+//!    output guards (on streams too, with a bounded hold-back; a whole-answer hold for
+//!    `json_schema`, `hold`),
 //! 5. for streams, commit once the first chunk arrived and relay the rest (`stream`),
 //! 6. record the inference (and settle the reservation) and its metrics off the hot path (`record`).
 
@@ -17,6 +18,7 @@ pub mod call;
 pub mod escalate;
 pub mod guard;
 pub mod health;
+pub mod hold;
 pub mod record;
 pub mod select;
 pub mod stream;
@@ -48,7 +50,7 @@ pub struct StartedStream {
     /// The route's per-request cost cap, as (USD left for the output, USD per output token).
     pub cost_cap: Option<(f64, f64)>,
     /// The route's output guard for the stream, and the input placeholders to restore.
-    pub guard: Option<(std::sync::Arc<gardefou_guard::Policy>, Option<gardefou_guard::Redactions>)>,
+    pub guard: Option<guard::StreamGuard>,
     /// The canary planted in the system prompt, to stop the stream if the answer repeats it.
     pub canary: Option<String>,
 }
@@ -162,6 +164,7 @@ pub async fn chat(
     let (req, canary) = guard::plant_canary(route, req);
     let admitted = admit::admit(rt, route, &req, inflight).await?;
     let (route, req) = (&admitted.route, &*admitted.req);
+    let schema = guard::output_schema(route, req)?;
     inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
     inflight.capture_input(&req.messages);
     inflight.keep_request(route.config.store_bodies, req);
@@ -192,7 +195,7 @@ pub async fn chat(
     for c in &resp.choices {
         guard::check_canary(canary.as_deref(), c.message.content.as_deref().unwrap_or_default(), inflight)?;
     }
-    if let Some(reason) = guard::output(route, &mut resp, &mut redactions, inflight)?
+    if let Some(reason) = guard::output(route, &mut resp, &mut redactions, schema.as_ref(), inflight)?
         .or_else(|| answer_needs_human(route, &resp))
     {
         return escalate(route, req, &reason, inflight).await;
@@ -232,6 +235,7 @@ pub async fn chat_stream(
     let (req, canary) = guard::plant_canary(route, req);
     let admitted = admit::admit(rt, route, &req, inflight).await?;
     let (route, req) = (&admitted.route, &*admitted.req);
+    let schema = guard::output_schema(route, req)?;
     inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
     inflight.capture_input(&req.messages);
     inflight.keep_request(route.config.store_bodies, req);
@@ -265,14 +269,17 @@ pub async fn chat_stream(
     inflight.put_trace(trace);
     let ((first, rest), target) = result?;
     inflight.set_model(&target.model);
-    inflight.mark_first_token();
+    if schema.is_none() {
+        // A json_schema hold releases the first token with the whole answer, and marks it then.
+        inflight.mark_first_token();
+    }
     Ok(StartedStream {
         first,
         rest,
         dropped_params: dropped(target, req),
         target: target.clone(),
         cost_cap: admitted.cost_cap,
-        guard: guard::stream_policy(route).map(|p| (p, route.config.guards.restore.then_some(redactions))),
+        guard: guard::stream_guard(route, schema, redactions),
         canary,
     })
 }

@@ -2,7 +2,9 @@
 //! chunk reaches only clients that asked for it (`stream_options.include_usage`); when the
 //! upstream sent none, it is counted. An upstream error after the first byte ends the stream with
 //! an `error` event and no `[DONE]`: never a silent truncation. If the client goes away, dropping
-//! this stream cancels the upstream call and records the inference as client-closed.
+//! this stream cancels the upstream call and records the inference as client-closed. A
+//! `json_schema` output guard holds each answer back whole before the other guards see it
+//! (`hold`).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -35,6 +37,8 @@ struct State {
     /// split across chunks is still caught; and the input placeholders to restore.
     scanner: Option<gardefou_guard::StreamScanner>,
     restore: Option<gardefou_guard::Redactions>,
+    /// The request's `json_schema` check, holding each answer back until it is whole.
+    hold: Option<super::hold::SchemaHold>,
     /// The canary planted in the system prompt, and the end of the answer so far (a canary split
     /// across chunks is still seen).
     canary: Option<(String, String)>,
@@ -52,9 +56,13 @@ pub fn sse_body(
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let reports_usage = started.target.provider.as_ref().is_some_and(|p| p.reports_stream_usage());
     let cost_cap = started.cost_cap;
-    let (scanner, restore) = match started.guard {
-        Some((policy, restore)) => (Some(gardefou_guard::StreamScanner::new(policy)), restore),
-        None => (None, None),
+    let (scanner, restore, hold) = match started.guard {
+        Some(g) => (
+            Some(gardefou_guard::StreamScanner::new(g.policy)),
+            g.restore,
+            g.schema.map(|s| super::hold::SchemaHold::new(s, g.fail_closed)),
+        ),
+        None => (None, None, None),
     };
     // Counted here when the upstream reports no usage, or when a capped stream may be cut off
     // before the upstream's usage arrives.
@@ -77,6 +85,7 @@ pub fn sse_body(
         cost_cap,
         scanner,
         restore,
+        hold,
         canary: started.canary.map(|t| (t, String::new())),
         out_tokens: 0,
         done: false,
@@ -120,15 +129,9 @@ impl State {
             self.id.clone_from(&chunk.id);
             self.created = chunk.created;
         }
-        let mut guard_stop = self.canary_chunk(&mut chunk);
-        if self.scanner.is_some() && !guard_stop {
-            guard_stop = self.guard_chunk(&mut chunk);
-        }
-        for c in &chunk.choices {
-            if c.finish_reason.is_some() && c.index == 0 {
-                self.finish = c.finish_reason;
-            }
-            if self.cost_cap.is_some() {
+        if self.cost_cap.is_some() {
+            // Counted as generated, before any guard holds text back.
+            for c in &chunk.choices {
                 if let Some(t) = &c.delta.content {
                     self.out_tokens += tokens::count_text(&self.model, t);
                 }
@@ -137,6 +140,21 @@ impl State {
                         self.out_tokens += tokens::count_text(&self.model, a);
                     }
                 }
+            }
+        }
+        let mut guard_stop = match self.hold.as_mut() {
+            Some(hold) => hold.on_chunk(&mut chunk, self.inflight.as_mut()),
+            None => false,
+        };
+        if !guard_stop {
+            guard_stop = self.canary_chunk(&mut chunk);
+        }
+        if self.scanner.is_some() && !guard_stop {
+            guard_stop = self.guard_chunk(&mut chunk);
+        }
+        for c in &chunk.choices {
+            if c.finish_reason.is_some() && c.index == 0 {
+                self.finish = c.finish_reason;
             }
             if self.keep_text {
                 if let Some(t) = &c.delta.content {
@@ -155,6 +173,7 @@ impl State {
             event(&mut buf, &chunk);
         }
         if guard_stop {
+            self.finish = Some(FinishReason::ContentFilter);
             buf.extend_from_slice(&self.on_end());
             return buf.freeze();
         }

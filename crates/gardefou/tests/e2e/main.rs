@@ -3,11 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod classifier;
 mod cli;
 mod clients;
 mod dashboards;
 mod escalations;
 mod guards;
+mod guards_schema;
 mod harness;
 mod keys;
 mod limits;

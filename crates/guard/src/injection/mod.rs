@@ -106,6 +106,11 @@ impl InjectionDetector {
         Self::default()
     }
 
+    /// Whether a classifier is plugged in.
+    pub fn has_classifier(&self) -> bool {
+        self.classifier.is_some()
+    }
+
     /// Combine the heuristics with `classifier` (final score = the larger of the two).
     pub fn with_classifier(classifier: Arc<dyn Classifier>) -> Self {
         Self { classifier: Some(classifier) }

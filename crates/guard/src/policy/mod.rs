@@ -6,7 +6,7 @@
 //! ```toml
 //! pii       = "redact"                                   # or { action = "redact", types = ["EMAIL", "PHONE"], threshold = 0.5 }
 //! secrets   = "block"
-//! injection = { action = "block", threshold = 0.7 }
+//! injection = { action = "block", threshold = 0.7 }          # classifier = true adds the embedding classifier
 //! topics    = { deny = ["crypto trading", "weapons"], action = "block" }
 //! regex     = [{ name = "ticket", pattern = 'TICKET-\d+', action = "flag" }]
 //! json_schema = { schema = { type = "object", required = ["answer"] }, action = "block" }
@@ -15,12 +15,22 @@
 //! ```
 //! A guard left out of the table does not run. The strongest action among all findings wins:
 //! block > escalate > redact > flag.
+//!
+//! `json_schema` checks answers only, as whole documents (`INVALID_JSON`, `SCHEMA_VIOLATION`;
+//! `block`, `flag` or `escalate`): either against a fixed `schema`, or with
+//! `json_schema = { from_request = true, action = "block" }` against what each request asked
+//! for in its `response_format` — its own JSON schema (compiled once, then cached), only valid
+//! JSON for `json_object`, nothing for plain text. Exactly one of `schema` and `from_request`.
+//! The gateway resolves the check for a request with [`Policy::output_schema`] (a caller schema
+//! that does not compile is the caller's error) and applies it with [`OutputSchema::check`];
+//! [`Policy::check`] applies a fixed schema, [`Policy::check_with`] (conversation messages) and
+//! the stream scanner never do.
 
 use crate::error::GuardError;
 use crate::finding::{Finding, GuardKind};
 use crate::injection::{Classifier, InjectionDetector, DEFAULT_THRESHOLD};
 use crate::redact::Redactions;
-use crate::schema::SchemaGuard;
+use crate::schema::{DocumentCheck, SchemaCache, SchemaGuard};
 use crate::topics::{CustomPattern, DenyList, MAX_PATTERNS};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -80,6 +90,10 @@ pub struct GuardOptions {
     /// Restrict to these entity types (PII and secrets only); all when absent.
     #[serde(default)]
     pub types: Option<Vec<String>>,
+    /// Injection only: also score with the embedding classifier, which the gateway loads from
+    /// its models folder and plugs in with [`Policy::with_classifier`].
+    #[serde(default)]
+    pub classifier: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,11 +111,56 @@ pub struct RegexConfig {
     pub action: Action,
 }
 
+/// `json_schema = { schema = {...} | from_request = true, action = "block" }`: exactly one of
+/// `schema` and `from_request`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaConfig {
-    pub schema: serde_json::Value,
+    /// The schema every answer must follow.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+    /// Check each answer against its request's `response_format` instead.
+    #[serde(default)]
+    pub from_request: bool,
     pub action: Action,
+}
+
+/// What a request asked its answer to be (its `response_format`), for `from_request` schemas.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum RequestedFormat<'a> {
+    /// Plain text, or no `response_format`.
+    #[default]
+    Text,
+    /// `{"type": "json_object"}` (or `json_schema` without a schema): any JSON document.
+    JsonObject,
+    /// `{"type": "json_schema", "json_schema": {"schema": ...}}`.
+    JsonSchema(&'a serde_json::Value),
+}
+
+/// The `json_schema` check for the answers of one request, from [`Policy::output_schema`].
+#[derive(Debug, Clone)]
+pub struct OutputSchema {
+    check: DocumentCheck,
+    action: Action,
+}
+
+impl OutputSchema {
+    /// The verdict on one whole answer: allow (nothing found, or `flag`), block or escalate.
+    pub fn check(&self, text: &str) -> Verdict {
+        let found = self.check.check(text).into_iter().map(|f| (f, self.action)).collect();
+        decide(text, found, 0.0, &mut Redactions::new())
+    }
+
+    pub fn action(&self) -> Action {
+        self.action
+    }
+}
+
+/// Where a policy's `json_schema` guard takes its schema from.
+#[derive(Debug, Clone)]
+enum SchemaSource {
+    Fixed(OutputSchema),
+    FromRequest { cache: Arc<SchemaCache>, action: Action },
 }
 
 /// The raw policy, as written in configuration.
@@ -169,6 +228,9 @@ impl Resolved {
     ) -> Result<Self, GuardError> {
         let (action, threshold, types) = match s {
             GuardSetting::Action(a) => (*a, None, None),
+            GuardSetting::Options(o) if o.classifier && guard != "injection" => {
+                return Err(GuardError::ClassifierOutsideInjection { guard });
+            }
             GuardSetting::Options(o) => (o.action, o.threshold, o.types.clone()),
         };
         let threshold = threshold.unwrap_or(default_threshold);
@@ -193,9 +255,11 @@ pub struct Policy {
     secrets: Option<Resolved>,
     injection: Option<Resolved>,
     detector: InjectionDetector,
+    /// The injection guard asked for the embedding classifier.
+    wants_classifier: bool,
     topics: Option<(DenyList, Action)>,
     regex: Vec<(CustomPattern, Action)>,
-    schema: Option<(SchemaGuard, Action)>,
+    schema: Option<SchemaSource>,
     max_scan_bytes: usize,
     oversize: Action,
 }
@@ -232,11 +296,11 @@ impl TryFrom<PolicyConfig> for Policy {
             .iter()
             .map(|r| CustomPattern::new(&r.name, &r.pattern).map(|p| (p, r.action)))
             .collect::<Result<_, _>>()?;
-        let schema =
-            c.json_schema.as_ref().map(|s| SchemaGuard::new(&s.schema).map(|g| (g, s.action))).transpose()?;
+        let schema = c.json_schema.as_ref().map(schema_source).transpose()?;
         Ok(Self {
             pii,
             secrets,
+            wants_classifier: matches!(&c.injection, Some(GuardSetting::Options(o)) if o.classifier),
             injection,
             detector: InjectionDetector::new(),
             topics,
@@ -248,6 +312,33 @@ impl TryFrom<PolicyConfig> for Policy {
     }
 }
 
+fn schema_source(c: &SchemaConfig) -> Result<SchemaSource, GuardError> {
+    if c.action == Action::Redact {
+        return Err(GuardError::InvalidSchemaGuard {
+            reason: "`redact` does not apply to a whole document (use block, flag or escalate)",
+        });
+    }
+    match (&c.schema, c.from_request) {
+        (Some(_), true) => Err(GuardError::InvalidSchemaGuard {
+            reason: "set either `schema` or `from_request = true`, not both",
+        }),
+        (None, false) => {
+            Err(GuardError::InvalidSchemaGuard { reason: "set `schema = {...}` or `from_request = true`" })
+        }
+        (Some(schema), false) => {
+            let check = DocumentCheck::Schema(SchemaGuard::new(schema)?);
+            Ok(SchemaSource::Fixed(OutputSchema { check, action: c.action }))
+        }
+        (None, true) => {
+            // Checking a request's schema needs the validator: refuse now rather than skip later.
+            if !cfg!(feature = "json-schema") {
+                return Err(GuardError::FeatureDisabled { feature: "json-schema" });
+            }
+            Ok(SchemaSource::FromRequest { cache: Arc::new(SchemaCache::new()), action: c.action })
+        }
+    }
+}
+
 impl Policy {
     fn empty() -> Self {
         Self {
@@ -255,6 +346,7 @@ impl Policy {
             secrets: None,
             injection: None,
             detector: InjectionDetector::new(),
+            wants_classifier: false,
             topics: None,
             regex: Vec::new(),
             schema: None,
@@ -269,26 +361,75 @@ impl Policy {
         self
     }
 
-    /// Check direct input (a user message, a model answer).
+    /// Whether the policy's injection guard asked for the classifier (`classifier = true`).
+    pub fn wants_classifier(&self) -> bool {
+        self.wants_classifier
+    }
+
+    /// Whether a classifier is plugged in: checks then cost milliseconds of CPU, so callers on
+    /// an async runtime should run them where blocking is allowed.
+    pub fn has_classifier(&self) -> bool {
+        self.detector.has_classifier()
+    }
+
+    /// Check one whole text (a user message, a model answer); a fixed `json_schema` applies,
+    /// a `from_request` one cannot (there is no request).
     pub fn check(&self, text: &str) -> Verdict {
-        self.check_with(text, &mut Redactions::new())
+        let schema = match &self.schema {
+            Some(SchemaSource::Fixed(s)) => Some(s),
+            _ => None,
+        };
+        self.run(text, false, schema, &mut Redactions::new())
     }
 
     /// Check indirect content (tool results, retrieved documents): injection rules aimed at an
     /// AI reader apply too.
     pub fn check_indirect(&self, text: &str) -> Verdict {
-        self.run(text, true, true, &mut Redactions::new())
+        self.run(text, true, None, &mut Redactions::new())
     }
 
-    /// Check, numbering placeholders in `redactions` so several messages of one
-    /// conversation share them and the answer can be restored.
+    /// Check a message of a conversation (or an answer), numbering placeholders in `redactions`
+    /// so several messages share them and the answer can be restored. `json_schema` does not
+    /// run here: answers get it from [`Policy::output_schema`].
     pub fn check_with(&self, text: &str, redactions: &mut Redactions) -> Verdict {
-        self.run(text, false, true, redactions)
+        self.run(text, false, None, redactions)
     }
 
-    /// Findings with the action each one carries. `whole` is false for partial text (a
-    /// stream window), where document-level guards (JSON schema) do not apply.
-    pub(crate) fn findings(&self, text: &str, indirect: bool, whole: bool) -> (Vec<(Finding, Action)>, f32) {
+    /// Whether the policy has a `json_schema` guard (it needs whole answers: the gateway holds
+    /// a streamed answer back until it ends when one applies).
+    pub fn has_json_schema(&self) -> bool {
+        self.schema.is_some()
+    }
+
+    /// The `json_schema` check for the answers of a request that asked for `format`: the fixed
+    /// schema; or with `from_request`, the request's own schema (compiled once, then cached),
+    /// valid JSON only for `json_object`, none for plain text. `None` when nothing applies.
+    /// An error is a request schema that does not compile: the caller's fault.
+    pub fn output_schema(&self, format: RequestedFormat<'_>) -> Result<Option<OutputSchema>, GuardError> {
+        match &self.schema {
+            None => Ok(None),
+            Some(SchemaSource::Fixed(s)) => Ok(Some(s.clone())),
+            Some(SchemaSource::FromRequest { cache, action }) => {
+                let check = match format {
+                    RequestedFormat::Text => return Ok(None),
+                    RequestedFormat::JsonObject => DocumentCheck::Json,
+                    RequestedFormat::JsonSchema(schema) => {
+                        DocumentCheck::Schema(cache.get_or_compile(schema)?)
+                    }
+                };
+                Ok(Some(OutputSchema { check, action: *action }))
+            }
+        }
+    }
+
+    /// Findings with the action each one carries. `schema` is the document check for a whole
+    /// answer; none for partial text (a stream window) or conversation messages.
+    pub(crate) fn findings(
+        &self,
+        text: &str,
+        indirect: bool,
+        schema: Option<&OutputSchema>,
+    ) -> (Vec<(Finding, Action)>, f32) {
         let mut out = Vec::new();
         if let Some(r) = &self.pii {
             out.extend(crate::pii::scan(text).into_iter().filter(|f| r.keeps(f)).map(|f| (f, r.action)));
@@ -317,15 +458,19 @@ impl Policy {
         for (p, a) in &self.regex {
             out.extend(p.scan(text).into_iter().map(|f| (f, *a)));
         }
-        if whole {
-            if let Some((s, a)) = &self.schema {
-                out.extend(s.check(text).into_iter().map(|f| (f, *a)));
-            }
+        if let Some(s) = schema {
+            out.extend(s.check.check(text).into_iter().map(|f| (f, s.action)));
         }
         (out, injection_score)
     }
 
-    fn run(&self, text: &str, indirect: bool, whole: bool, redactions: &mut Redactions) -> Verdict {
+    fn run(
+        &self,
+        text: &str,
+        indirect: bool,
+        schema: Option<&OutputSchema>,
+        redactions: &mut Redactions,
+    ) -> Verdict {
         if text.len() > self.max_scan_bytes {
             return Verdict {
                 verdict: verdict_kind(Some(self.oversize)),
@@ -334,7 +479,7 @@ impl Policy {
                 redacted: None,
             };
         }
-        let (found, injection_score) = self.findings(text, indirect, whole);
+        let (found, injection_score) = self.findings(text, indirect, schema);
         decide(text, found, injection_score, redactions)
     }
 

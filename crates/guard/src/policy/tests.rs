@@ -167,3 +167,123 @@ fn a_classifier_alone_over_the_threshold_blocks_with_a_whole_text_finding() {
         ("CLASSIFIER", 0, text.chars().count())
     );
 }
+
+#[test]
+fn classifier_is_asked_for_on_the_injection_guard_only() {
+    let asked: PolicyConfig =
+        toml::from_str(r#"injection = { action = "block", threshold = 0.8, classifier = true }"#).unwrap();
+    let p = Policy::try_from(asked).unwrap();
+    assert!(p.wants_classifier() && !p.has_classifier());
+    let plugged = p.with_classifier(Arc::new(Certain));
+    assert!(plugged.wants_classifier() && plugged.has_classifier());
+    assert!(!Policy::default().wants_classifier());
+    let elsewhere: PolicyConfig =
+        toml::from_str(r#"pii = { action = "redact", classifier = true }"#).unwrap();
+    assert_eq!(
+        Policy::try_from(elsewhere).unwrap_err(),
+        GuardError::ClassifierOutsideInjection { guard: "pii" }
+    );
+}
+
+fn schema_policy(json_schema: serde_json::Value) -> Result<Policy, GuardError> {
+    let c: PolicyConfig = serde_json::from_value(serde_json::json!({ "json_schema": json_schema })).unwrap();
+    Policy::try_from(c)
+}
+
+#[test]
+fn json_schema_takes_exactly_one_of_schema_and_from_request() {
+    use serde_json::json;
+    for bad in [
+        json!({"schema": {"type": "object"}, "from_request": true, "action": "block"}),
+        json!({"action": "block"}),
+        json!({"from_request": false, "action": "block"}),
+        json!({"from_request": true, "action": "redact"}),
+    ] {
+        let e = schema_policy(bad.clone()).unwrap_err();
+        assert_eq!(e.kind(), "invalid_schema_guard", "{bad}: {e}");
+    }
+    let no_action = serde_json::from_value::<PolicyConfig>(json!({"json_schema": {"from_request": true}}));
+    assert!(no_action.is_err(), "the action is required");
+    let toml: PolicyConfig =
+        toml::from_str(r#"json_schema = { from_request = true, action = "flag" }"#).unwrap();
+    let s = toml.json_schema.unwrap();
+    assert!(s.from_request && s.schema.is_none() && s.action == Action::Flag);
+}
+
+#[cfg(not(feature = "json-schema"))]
+#[test]
+fn from_request_without_the_feature_is_a_config_error() {
+    let e = schema_policy(serde_json::json!({"from_request": true, "action": "block"})).unwrap_err();
+    assert_eq!(e, GuardError::FeatureDisabled { feature: "json-schema" });
+}
+
+#[cfg(feature = "json-schema")]
+#[test]
+fn from_request_follows_what_each_request_asked_for() {
+    use serde_json::json;
+    let p = schema_policy(json!({"from_request": true, "action": "block"})).unwrap();
+    assert!(p.has_json_schema());
+    assert!(p.output_schema(RequestedFormat::Text).unwrap().is_none(), "plain text: nothing to check");
+
+    let json_only = p.output_schema(RequestedFormat::JsonObject).unwrap().unwrap();
+    assert_eq!(json_only.check(r#"{"anything": [1, 2]}"#).verdict, VerdictKind::Allow);
+    let v = json_only.check("Here is your JSON: {}");
+    assert_eq!((v.verdict, v.findings[0].kind.as_str()), (VerdictKind::Block, "INVALID_JSON"));
+
+    let schema = json!({"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}},
+        "additionalProperties": false});
+    let s = p.output_schema(RequestedFormat::JsonSchema(&schema)).unwrap().unwrap();
+    assert_eq!(s.check(r#"{"city": "Lyon"}"#).verdict, VerdictKind::Allow);
+    let v = s.check(r#"{"city": 69, "country": "FR"}"#);
+    assert_eq!(v.verdict, VerdictKind::Block);
+    assert!(v.findings.len() >= 2 && v.findings.iter().all(|f| f.kind == "SCHEMA_VIOLATION"), "{v:?}");
+    assert!(!serde_json::to_string(&v).unwrap().contains("Lyon"), "findings never carry the text");
+
+    // The same schema again is not compiled again; a schema that does not compile is an error.
+    p.output_schema(RequestedFormat::JsonSchema(&schema)).unwrap();
+    let Some(SchemaSource::FromRequest { cache, .. }) = &p.schema else { panic!("from_request") };
+    assert_eq!((cache.compiles(), cache.len()), (1, 1));
+    let e = p.output_schema(RequestedFormat::JsonSchema(&json!({"type": "strnig"}))).unwrap_err();
+    assert_eq!(e.kind(), "invalid_schema");
+    // Clones of the policy (one per runtime snapshot holder) share the cache.
+    p.clone().output_schema(RequestedFormat::JsonSchema(&schema)).unwrap();
+    assert_eq!(cache.compiles(), 2);
+}
+
+#[cfg(feature = "json-schema")]
+#[test]
+fn a_fixed_schema_checks_answers_with_its_action_and_never_conversation_messages() {
+    use serde_json::json;
+    let schema = json!({"type": "object", "required": ["answer"]});
+    let p = schema_policy(json!({"schema": schema, "action": "block"})).unwrap();
+    let asked = json!({"type": "array"});
+    for format in [RequestedFormat::Text, RequestedFormat::JsonObject, RequestedFormat::JsonSchema(&asked)] {
+        let s = p.output_schema(format).unwrap().unwrap();
+        assert_eq!(
+            s.check(r#"{"answer": 1}"#).verdict,
+            VerdictKind::Allow,
+            "the fixed schema, whatever was asked"
+        );
+    }
+    assert_eq!(p.check("hello").verdict, VerdictKind::Block, "a whole text checked alone");
+    assert_eq!(
+        p.check_with("hello", &mut Redactions::new()).verdict,
+        VerdictKind::Allow,
+        "a prompt is no answer"
+    );
+
+    let flag = schema_policy(json!({"schema": schema, "action": "flag"})).unwrap();
+    let v = flag.output_schema(RequestedFormat::Text).unwrap().unwrap().check("[]");
+    assert_eq!((v.verdict, v.findings[0].kind.as_str()), (VerdictKind::Allow, "SCHEMA_VIOLATION"));
+    let escalate = schema_policy(json!({"schema": schema, "action": "escalate"})).unwrap();
+    assert_eq!(
+        escalate.output_schema(RequestedFormat::Text).unwrap().unwrap().check("no").verdict,
+        VerdictKind::Escalate
+    );
+    assert_eq!(
+        schema_policy(json!({"schema": {"type": 12}, "action": "block"})).unwrap_err().kind(),
+        "invalid_schema"
+    );
+    assert!(!Policy::default().has_json_schema());
+    assert!(Policy::default().output_schema(RequestedFormat::JsonObject).unwrap().is_none());
+}

@@ -124,7 +124,7 @@ impl StreamScanner {
         let scan = format!("{}{}", self.context, self.pending);
         let ctx_bytes = self.context.len();
         let ctx_chars = self.context.chars().count();
-        let (found, injection_score) = self.policy.findings(&scan, false, false);
+        let (found, injection_score) = self.policy.findings(&scan, false, None);
         // Findings that start in the already-released context were handled before.
         let found: Vec<(Finding, Action)> = found
             .into_iter()

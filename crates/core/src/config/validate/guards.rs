@@ -1,11 +1,12 @@
 //! `[guards.NAME]` policies and route `guards` raw → validated: each policy is compiled by the
-//! guard crate (bad patterns, thresholds or types are reported at the policy's position), and a
-//! route may only name policies that exist (`default`, every scanner, always does).
+//! guard crate (bad patterns, thresholds or types are reported at the policy's position, a bad
+//! `json_schema` at its own), and a route may only name policies that exist (`default`, every
+//! scanner, always does).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use gardefou_guard::{Policy, PolicyConfig};
+use gardefou_guard::{GuardError, Policy, PolicyConfig};
 use toml::Spanned;
 
 use super::super::raw::{RawEscalation, RawRouteGuards};
@@ -31,11 +32,28 @@ impl Cx<'_> {
                     Some("guards take pii, secrets, injection, topics, regex, json_schema, max_scan_bytes, oversize".to_owned()),
                 )
             })?;
-            let policy =
-                Policy::try_from(config).map_err(|e| self.error(value.span(), &path, e.to_string(), None))?;
+            let policy = Policy::try_from(config).map_err(|e| match schema_hint(&e) {
+                Some(hint) => {
+                    let span = self.policy_key_span(name.get_ref(), "json_schema").unwrap_or(value.span());
+                    self.error(span, &format!("{path}.json_schema"), e.to_string(), Some(hint.to_owned()))
+                }
+                None => self.error(value.span(), &path, e.to_string(), None),
+            })?;
             out.insert(name.get_ref().clone(), Arc::new(policy));
         }
         Ok(out)
+    }
+
+    /// Where `[guards.NAME] KEY` sits in the file. The raw config keeps a span for the whole
+    /// policy only, so the text is read again, on the error path alone.
+    fn policy_key_span(&self, name: &str, key: &str) -> Option<std::ops::Range<usize>> {
+        #[derive(serde::Deserialize)]
+        struct Keys {
+            #[serde(default)]
+            guards: BTreeMap<String, BTreeMap<String, Spanned<toml::Value>>>,
+        }
+        let keys: Keys = toml::from_str(self.text).ok()?;
+        keys.guards.get(name)?.get(key).map(Spanned::span)
     }
 
     pub(super) fn route_guards(
@@ -114,5 +132,19 @@ impl Cx<'_> {
             rules.callback_url = Some(u.get_ref().clone());
         }
         Ok(rules)
+    }
+}
+
+/// The hint for an error of a policy's `json_schema` guard; `None` for other guards.
+fn schema_hint(e: &GuardError) -> Option<&'static str> {
+    match e {
+        GuardError::InvalidSchemaGuard { .. } => Some(
+            "json_schema = { schema = { type = \"object\" }, action = \"block\" } or json_schema = { from_request = true, action = \"block\" }",
+        ),
+        GuardError::InvalidSchema { .. } => Some("the schema must itself be a valid JSON schema"),
+        GuardError::FeatureDisabled { feature: "json-schema" } => {
+            Some("this gardefou was built without the `json-schema` cargo feature (on by default)")
+        }
+        _ => None,
     }
 }
