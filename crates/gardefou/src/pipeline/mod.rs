@@ -19,6 +19,7 @@ pub mod escalate;
 pub mod guard;
 pub mod health;
 pub mod hold;
+pub mod outguard;
 pub mod record;
 pub mod select;
 pub mod stream;

@@ -4,13 +4,14 @@
 //! an `error` event and no `[DONE]`: never a silent truncation. If the client goes away, dropping
 //! this stream cancels the upstream call and records the inference as client-closed. A
 //! `json_schema` output guard holds each answer back whole before the other guards see it
-//! (`hold`).
+//! (`hold`); the output guards of every choice are applied by `outguard`.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use gardefou_core::chat::{ChatChunk, ChatRequest, FinishReason, Usage};
 use gardefou_core::Error;
 
+use super::outguard::OutputGuards;
 use super::record::{Inflight, Outcome};
 use super::StartedStream;
 use crate::tokens;
@@ -33,15 +34,10 @@ struct State {
     done: bool,
     /// The route's per-request cost cap: (USD left for the output, USD per output token).
     cost_cap: Option<(f64, f64)>,
-    /// The route's output guard over the answer text, holding back a bounded window so a value
-    /// split across chunks is still caught; and the input placeholders to restore.
-    scanner: Option<gardefou_guard::StreamScanner>,
-    restore: Option<gardefou_guard::Redactions>,
-    /// The request's `json_schema` check, holding each answer back until it is whole.
-    hold: Option<super::hold::SchemaHold>,
-    /// The canary planted in the system prompt, and the end of the answer so far (a canary split
-    /// across chunks is still seen).
-    canary: Option<(String, String)>,
+    /// The output guards: the `json_schema` hold, the canary, the route's output policy.
+    guards: OutputGuards,
+    /// A guard stopped the answer: nothing held is released after it.
+    blocked: bool,
     /// Output tokens so far, counted delta by delta (a little above the count of the whole
     /// text, so the cut comes early rather than late), to hold the cost cap.
     out_tokens: u64,
@@ -56,14 +52,7 @@ pub fn sse_body(
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let reports_usage = started.target.provider.as_ref().is_some_and(|p| p.reports_stream_usage());
     let cost_cap = started.cost_cap;
-    let (scanner, restore, hold) = match started.guard {
-        Some(g) => (
-            Some(gardefou_guard::StreamScanner::new(g.policy)),
-            g.restore,
-            g.schema.map(|s| super::hold::SchemaHold::new(s, g.fail_closed)),
-        ),
-        None => (None, None, None),
-    };
+    let guards = OutputGuards::new(started.guard, started.canary);
     // Counted here when the upstream reports no usage, or when a capped stream may be cut off
     // before the upstream's usage arrives.
     let prompt_tokens = (!reports_usage || cost_cap.is_some())
@@ -83,10 +72,8 @@ pub fn sse_body(
         prompt_tokens,
         keep_text,
         cost_cap,
-        scanner,
-        restore,
-        hold,
-        canary: started.canary.map(|t| (t, String::new())),
+        guards,
+        blocked: false,
         out_tokens: 0,
         done: false,
     };
@@ -142,16 +129,7 @@ impl State {
                 }
             }
         }
-        let mut guard_stop = match self.hold.as_mut() {
-            Some(hold) => hold.on_chunk(&mut chunk, self.inflight.as_mut()),
-            None => false,
-        };
-        if !guard_stop {
-            guard_stop = self.canary_chunk(&mut chunk);
-        }
-        if self.scanner.is_some() && !guard_stop {
-            guard_stop = self.guard_chunk(&mut chunk);
-        }
+        let guard_stop = self.guards.on_chunk(&mut chunk, self.inflight.as_mut());
         for c in &chunk.choices {
             if c.finish_reason.is_some() && c.index == 0 {
                 self.finish = c.finish_reason;
@@ -174,6 +152,7 @@ impl State {
         }
         if guard_stop {
             self.finish = Some(FinishReason::ContentFilter);
+            self.blocked = true;
             buf.extend_from_slice(&self.on_end());
             return buf.freeze();
         }
@@ -181,7 +160,12 @@ impl State {
             let estimated = self.out_tokens as f64 * per_token;
             if estimated >= left_usd && self.finish.is_none() {
                 // The cap is reached: end the answer here, as if max_tokens had been hit; the
-                // upstream stream is dropped (and its connection closed) with the state.
+                // upstream stream is dropped (and its connection closed) with the state. Text
+                // the guards still hold is released (scanned) first.
+                if self.release_held(&mut buf) {
+                    buf.extend_from_slice(&self.on_end());
+                    return buf.freeze();
+                }
                 self.finish = Some(FinishReason::Length);
                 let stop = ChatChunk {
                     id: self.id.clone(),
@@ -208,89 +192,35 @@ impl State {
         buf.freeze()
     }
 
-    /// Stops the answer (`finish_reason: "content_filter"`, the chunk's text withheld) when it
-    /// completes the canary token. Returns true on a stop.
-    fn canary_chunk(&mut self, chunk: &mut ChatChunk) -> bool {
-        let Some((token, tail)) = self.canary.as_mut() else { return false };
-        let mut leaked = false;
-        for c in chunk.choices.iter_mut().filter(|c| c.index == 0) {
-            if let Some(t) = &c.delta.content {
-                tail.push_str(t);
-                if tail.contains(token.as_str()) {
-                    leaked = true;
-                    c.delta.content = None;
-                    c.finish_reason = Some(FinishReason::ContentFilter);
-                }
-                let keep = token.len();
-                if tail.len() > keep {
-                    let mut cut = tail.len() - keep;
-                    while !tail.is_char_boundary(cut) {
-                        cut += 1;
-                    }
-                    tail.drain(..cut);
+    /// Sends the text the guards still hold for unfinished choices (scanned, redacted) as one
+    /// chunk. Returns true when a block fired in it (the answer then ends with
+    /// `content_filter`).
+    fn release_held(&mut self, buf: &mut BytesMut) -> bool {
+        if self.blocked {
+            return false;
+        }
+        let (choices, stopped) = self.guards.drain(self.inflight.as_mut());
+        if !choices.is_empty() {
+            for c in &choices {
+                if let Some(t) = c.delta.content.as_ref().filter(|_| self.keep_text) {
+                    self.text.push_str(t);
                 }
             }
-        }
-        if leaked {
-            self.finish = Some(FinishReason::ContentFilter);
-            if let Some(inflight) = self.inflight.as_mut() {
-                let token = token.clone();
-                let _ = super::guard::check_canary(Some(&token), &token, inflight);
-            }
-        }
-        leaked
-    }
-
-    /// Runs the output guard over choice 0's text: the delta becomes what the guard releases
-    /// (redacted, placeholders restored), held-back text is flushed before the finish reason, and
-    /// a block ends the answer with `finish_reason: "content_filter"`. Returns true on a block.
-    fn guard_chunk(&mut self, chunk: &mut ChatChunk) -> bool {
-        let Some(scanner) = self.scanner.as_mut() else { return false };
-        let mut findings = Vec::new();
-        let mut stopped = false;
-        for c in chunk.choices.iter_mut().filter(|c| c.index == 0) {
-            let mut out = match c.delta.content.take() {
-                Some(delta) => {
-                    let r = scanner.push(&delta);
-                    findings.extend(r.findings);
-                    if let Some(v) = r.stop {
-                        findings.extend(v.findings);
-                        stopped = true;
-                    }
-                    r.text
-                }
-                None => String::new(),
+            let chunk = ChatChunk {
+                id: self.id.clone(),
+                object: "chat.completion.chunk".to_owned(),
+                created: self.created,
+                model: self.model.clone(),
+                choices,
+                usage: None,
+                system_fingerprint: None,
+                service_tier: None,
             };
-            if c.finish_reason.is_some() && !stopped {
-                let r = scanner.finish();
-                findings.extend(r.findings);
-                if let Some(v) = r.stop {
-                    findings.extend(v.findings);
-                    stopped = true;
-                }
-                out.push_str(&r.text);
-            }
-            if let Some(red) = &self.restore {
-                out = red.restore(&out);
-            }
-            c.delta.content = (!out.is_empty()).then_some(out);
-            if stopped {
-                c.finish_reason = Some(FinishReason::ContentFilter);
-            }
-        }
-        if let Some(inflight) = self.inflight.as_mut() {
-            if !findings.is_empty() {
-                let v = gardefou_guard::Verdict {
-                    verdict: gardefou_guard::VerdictKind::Allow,
-                    score: 0.0,
-                    findings,
-                    redacted: None,
-                };
-                super::guard::count(inflight, "output", &v);
-            }
+            event(buf, &chunk);
         }
         if stopped {
             self.finish = Some(FinishReason::ContentFilter);
+            self.blocked = true;
         }
         stopped
     }
@@ -311,6 +241,8 @@ impl State {
     fn on_end(&mut self) -> Bytes {
         self.done = true;
         let mut buf = BytesMut::with_capacity(256);
+        // An upstream that ends without a finish reason leaves text in the guards.
+        self.release_held(&mut buf);
         let (usage, estimated) = self.final_usage();
         if self.include_usage && self.usage.is_none() {
             if let Some(u) = usage {

@@ -20,6 +20,7 @@ use super::error::ApiError;
 use super::extract::{AppJson, RequestId};
 use super::handlers::{start_inflight, with_dropped, with_header, with_headers};
 use super::INFERENCE_ID;
+use crate::pipeline::outguard::OutputGuards;
 use crate::pipeline::record::{Caller, Inflight, Outcome};
 use crate::pipeline::{self, StartedStream};
 use crate::state::AppState;
@@ -141,12 +142,17 @@ struct Relay {
     text: String,
     upstream_model: String,
     prompt_tokens: Option<u64>,
+    /// The route's output guards, as on the OpenAI ingress.
+    guards: OutputGuards,
+    /// A guard stopped the answer: nothing held is released after it.
+    blocked: bool,
     done: bool,
 }
 
 /// The Anthropic SSE body of a started stream. An upstream error after the first byte ends it
 /// with an `error` event and no `message_stop`; a client that goes away cancels the upstream call
-/// and the inference is recorded as client-closed (as on the OpenAI ingress).
+/// and the inference is recorded as client-closed (as on the OpenAI ingress). The route's output
+/// guards apply as there: a block ends the message (`stop_reason` `refusal`).
 fn sse_body(
     started: StartedStream,
     req: &ChatRequest,
@@ -166,6 +172,8 @@ fn sse_body(
         text: String::new(),
         upstream_model,
         prompt_tokens,
+        guards: OutputGuards::new(started.guard, started.canary),
+        blocked: false,
         done: false,
     };
     futures_util::stream::unfold(relay, |mut r| async move {
@@ -177,7 +185,7 @@ fn sse_body(
             None => r.rest.next().await,
         };
         let bytes = match next {
-            Some(Ok(chunk)) => r.on_chunk(&chunk),
+            Some(Ok(chunk)) => r.on_chunk(chunk),
             Some(Err(e)) => r.on_error(&e),
             None => r.on_end(),
         };
@@ -202,10 +210,11 @@ fn write_events(events: &[StreamEvent]) -> Bytes {
 }
 
 impl Relay {
-    fn on_chunk(&mut self, chunk: &ChatChunk) -> Bytes {
+    fn on_chunk(&mut self, mut chunk: ChatChunk) -> Bytes {
         if let Some(u) = chunk.usage {
             self.usage = Some(u);
         }
+        let stop = self.guards.on_chunk(&mut chunk, self.inflight.as_mut());
         for c in chunk.choices.iter().filter(|c| c.index == 0) {
             if c.finish_reason.is_some() {
                 self.finish = c.finish_reason;
@@ -222,7 +231,15 @@ impl Relay {
                 }
             }
         }
-        write_events(&self.encoder.on_chunk(chunk))
+        let events = self.encoder.on_chunk(&chunk);
+        if !stop {
+            return write_events(&events);
+        }
+        self.finish = Some(FinishReason::ContentFilter);
+        self.blocked = true;
+        let mut buf = BytesMut::from(&write_events(&events)[..]);
+        buf.extend_from_slice(&self.on_end());
+        buf.freeze()
     }
 
     fn on_error(&mut self, e: &Error) -> Bytes {
@@ -239,8 +256,33 @@ impl Relay {
 
     fn on_end(&mut self) -> Bytes {
         self.done = true;
+        let mut buf = BytesMut::new();
+        if !self.blocked {
+            // An upstream that ends without a finish reason leaves text in the guards.
+            let (choices, stopped) = self.guards.drain(self.inflight.as_mut());
+            if !choices.is_empty() {
+                for c in choices.iter().filter(|c| c.index == 0 && self.prompt_tokens.is_some()) {
+                    self.text.push_str(c.delta.content.as_deref().unwrap_or(""));
+                }
+                let chunk = ChatChunk {
+                    id: String::new(),
+                    object: "chat.completion.chunk".to_owned(),
+                    created: 0,
+                    model: self.upstream_model.clone(),
+                    choices,
+                    usage: None,
+                    system_fingerprint: None,
+                    service_tier: None,
+                };
+                buf.extend_from_slice(&write_events(&self.encoder.on_chunk(&chunk)));
+            }
+            if stopped {
+                self.finish = Some(FinishReason::ContentFilter);
+            }
+        }
         let (usage, tokens_estimated) = self.final_usage();
-        let bytes = write_events(&self.encoder.finish(usage));
+        buf.extend_from_slice(&write_events(&self.encoder.finish(usage)));
+        let bytes = buf.freeze();
         if let Some(inflight) = self.inflight.take() {
             inflight.finish_ok(Outcome {
                 usage,

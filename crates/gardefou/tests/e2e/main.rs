@@ -10,6 +10,7 @@ mod dashboards;
 mod escalations;
 mod guards;
 mod guards_schema;
+mod guards_stream;
 mod harness;
 mod keys;
 mod limits;
