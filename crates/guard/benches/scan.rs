@@ -1,6 +1,11 @@
 //! Scanner cost on a realistic ~2 KB prompt, and the stream scanner per chunk.
 //!
 //! `cargo bench -p gardefou-guard --bench scan`
+//! (`-- stream_push_5b` runs only the 5-byte-chunk group, the unit cost behind the gateway-level
+//! figures of bench/guard/streaming.md)
+
+// A bench whose fixed setup fails has nothing to measure: stop it there.
+#![allow(clippy::unwrap_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gardefou_guard::injection::InjectionDetector;
@@ -68,5 +73,54 @@ fn stream(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, scanners, stream);
+/// A ~2 KB support answer with PII (a card, an email, a phone number) and no secret: the answer
+/// of bench/guard/stream.toml twice.
+fn answer() -> String {
+    let text = "Thanks for reaching out about the failed renewal. I looked at your account and here is \
+what happened. The card on file, 4111 1111 1111 1111, was declined by the bank on the first attempt, \
+so the invoice stayed open and the workspace switched to read-only mode after the grace period of \
+seven days. Nothing was deleted: your projects, dashboards and saved queries are all intact and will \
+be available again as soon as the payment goes through. To fix it, open the billing page, choose a \
+different payment method or confirm the existing one with your bank, then click retry on the open \
+invoice. If you prefer to pay by transfer, reply to this message and we will send the bank details \
+together with a new invoice. Our billing team can also help directly: write to \
+billing.support@acme-cloud.example.com or call +33 1 84 88 42 17 between nine and six on weekdays. \
+Once the payment is confirmed, the workspace unlocks within a few minutes and every member of the \
+team gets a notification. Let me know if anything is unclear and I will be happy to walk you \
+through the steps.";
+    format!("{text}\n\n{text}")
+}
+
+/// `StreamScanner::push` over a ~2 KB answer in 5-byte deltas (a token or two each): the output
+/// policy of bench/guard/stream.toml (pii redact, secrets block) and the default policy (every
+/// scanner). Throughput is in pushes; time per push = stream time / number of chunks.
+fn stream_push(c: &mut Criterion) {
+    let text = answer();
+    let output: gardefou_guard::PolicyConfig =
+        toml::from_str("pii = \"redact\"\nsecrets = \"block\"").unwrap();
+    let policies = [
+        ("output_pii_secrets", Arc::new(Policy::try_from(output).unwrap())),
+        ("default_all_scanners", Arc::new(Policy::default())),
+    ];
+    let chunks: Vec<&str> = text.as_bytes().chunks(5).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let mut g = c.benchmark_group("stream_push_5b");
+    g.throughput(Throughput::Elements(chunks.len() as u64));
+    for (name, policy) in &policies {
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                let mut s = StreamScanner::new(policy.clone());
+                let mut out = 0;
+                for ch in &chunks {
+                    let r = s.push(black_box(ch));
+                    assert!(r.stop.is_none());
+                    out += r.text.len();
+                }
+                out + s.finish().text.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, scanners, stream, stream_push);
 criterion_main!(benches);
