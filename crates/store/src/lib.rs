@@ -7,6 +7,7 @@
 //! - `retention`: which rows expire when, and the task that deletes them in small batches.
 //! - `keys`: virtual and admin keys (hashed) and the append-only audit log.
 //! - `escalations`: the human review queue (open, claimed, answered, closed), audited.
+//! - `feedback`: scores attached to inferences (end users, reviewers) and their summaries.
 //! - `bodies`: request/response bodies kept apart from the inference rows.
 //! - `sqlite`, `postgres`: one file per backend (pool, migrations, batched insert, queries).
 //! - `codec`: row (de)serialization and query pieces shared by both backends.
@@ -21,6 +22,7 @@ mod bodies;
 mod codec;
 mod error;
 mod escalations;
+mod feedback;
 mod keys;
 pub mod limits;
 mod postgres;
@@ -35,6 +37,10 @@ mod writer;
 
 pub use error::StoreError;
 pub use escalations::{Escalation, EscalationBacklog, EscalationFilter, EscalationStatus};
+pub use feedback::{
+    Feedback, FeedbackDimension, FeedbackKind, FeedbackQuery, FeedbackSource, FeedbackSummary,
+    FeedbackSummaryRow,
+};
 pub use keys::{AuditEntry, KeyKind, KeyLimits, KeyRecord};
 pub use record::{Attempt, Bodies, InferenceRecord, LogFilter};
 pub use retention::{RetentionPolicy, RETENTION_PERIOD};

@@ -38,12 +38,14 @@ const DETAILED: [Expiring; 5] = [
     Expiring { table: "escalations", key: "id", time: "updated_at_ms", only: " AND status = 'closed'" },
 ];
 
-/// Tables under `usage_retention`.
-const ROLLUPS: [Expiring; 4] = [
+/// Tables under `usage_retention`: aggregates, and feedback (kept as long as the usage it
+/// explains, past the inferences it scored).
+const ROLLUPS: [Expiring; 5] = [
     Expiring { table: "usage_hour", key: DIM_KEY, time: "ts", only: "" },
     Expiring { table: "usage_hour_tags", key: TAG_KEY, time: "ts", only: "" },
     Expiring { table: "usage_day", key: DIM_KEY, time: "ts", only: "" },
     Expiring { table: "usage_day_tags", key: TAG_KEY, time: "ts", only: "" },
+    Expiring { table: "feedback", key: "id", time: "created_at_ms", only: "" },
 ];
 
 impl Expiring {

@@ -8,6 +8,8 @@
 mod support;
 #[path = "escalations/mod.rs"]
 mod escalations;
+#[path = "feedback/mod.rs"]
+mod feedback;
 #[path = "keys/mod.rs"]
 mod keys;
 #[path = "limits/mod.rs"]
@@ -45,7 +47,7 @@ on_both_backends! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)] fn spill_file_left_by_an_earlier_run_is_replayed_at_start;
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)] fn retention_deletes_only_records_older_than_the_retention;
     #[tokio::test] fn bodies_are_kept_only_for_records_that_carry_them_and_expire_with_them;
-    #[tokio::test] fn usage_retention_expires_hourly_and_daily_rollups_minute_rollups_follow_retention;
+    #[tokio::test] fn usage_retention_expires_rollups_and_feedback_minute_rollups_follow_retention;
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)] #[ignore] fn batch_insert_speed;
 }
 
@@ -398,7 +400,7 @@ async fn bodies_are_kept_only_for_records_that_carry_them_and_expire_with_them(d
     assert_eq!(db.scalar("SELECT COUNT(*) FROM inference_bodies").await, 1);
 }
 
-async fn usage_retention_expires_hourly_and_daily_rollups_minute_rollups_follow_retention(db: TestDb) {
+async fn usage_retention_expires_rollups_and_feedback_minute_rollups_follow_retention(db: TestDb) {
     let store = db.store().await;
     let day = 86_400_000;
     let now = now_ms();
@@ -422,10 +424,17 @@ async fn usage_retention_expires_hourly_and_daily_rollups_minute_rollups_follow_
     let q = UsageQuery { from_ms: now - 41 * day, to_ms: now, bucket: None, ..UsageQuery::default() };
     assert_eq!(store.usage(&q).await.unwrap().rows[0].requests, 2);
 
+    // Feedback outlives the inferences it scored and goes with the rollups.
+    store.insert_feedback(&feedback::boolean(1, "old", "r", now - 40 * day, true)).await.unwrap();
+    store.insert_feedback(&feedback::boolean(2, "new", "r", now - 60_000, true)).await.unwrap();
+    store.purge_expired(&detailed, &CancellationToken::new()).await.unwrap();
+    assert_eq!(rows("feedback").await, 2);
+
     // `usage_retention`: the old hours and days go too, in batches of one row.
     let usage = RetentionPolicy { detailed: None, usage: Some(Duration::from_secs(35 * 86_400)), batch: 1 };
     store.purge_expired(&usage, &CancellationToken::new()).await.unwrap();
     assert_eq!((rows("usage_hour").await, rows("usage_day").await, rows("usage_day_tags").await), (1, 1, 0));
+    assert_eq!(rows("feedback").await, 1);
 }
 
 /// An unreachable Postgres at start: `connect` still returns, and the writer spills.

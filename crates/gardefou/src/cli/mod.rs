@@ -1,7 +1,8 @@
 //! The command line: `serve`, `config check`, `logs`, `usage`, `keys`, `audit`, `guard check`,
-//! `escalations`. Errors are one line with the reason.
+//! `escalations`, `feedback`. Errors are one line with the reason.
 
 mod escalations;
+mod feedback;
 mod guard;
 mod keys;
 
@@ -49,6 +50,8 @@ pub enum Command {
     Audit(keys::AuditArgs),
     /// The human review queue: list, show, claim, answer, close, export as eval cases.
     Escalations(escalations::EscalationsArgs),
+    /// Feedback attached to inferences: list one inference's scores, summarise them.
+    Feedback(feedback::FeedbackArgs),
 }
 
 #[derive(Args, Debug)]
@@ -178,6 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(args) => keys::run(args).await,
         Command::Audit(args) => keys::audit(args).await,
         Command::Escalations(args) => escalations::run(args).await,
+        Command::Feedback(args) => feedback::run(args).await,
     }
 }
 

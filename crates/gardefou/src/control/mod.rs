@@ -2,4 +2,5 @@
 //! CLI, each one written to the audit log.
 
 pub mod escalations;
+pub mod feedback;
 pub mod keys;

@@ -10,6 +10,7 @@ mod anthropic;
 mod error;
 mod escalations;
 mod extract;
+mod feedback;
 mod handlers;
 pub mod inferences;
 mod keys;
@@ -60,6 +61,9 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/escalations/{id}/answer", post(escalations::answer))
         .route("/admin/escalations/{id}/close", post(escalations::close))
         .route("/v1/escalations/{id}", get(escalations::client_get))
+        .route("/v1/feedback", post(feedback::post))
+        .route("/admin/feedback", get(feedback::list))
+        .route("/admin/feedback/summary", get(feedback::summary))
         .fallback(handlers::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(admin::panic_response))
         .layer(middleware::from_fn(request_id))

@@ -41,6 +41,9 @@ pub const ESCALATIONS_OPENED: &str = "gardefou_escalations_opened";
 pub const ESCALATIONS_OPEN: &str = "gardefou_escalations_open";
 pub const ESCALATION_OLDEST_OPEN_AGE: &str = "gardefou_escalation_oldest_open_age_seconds";
 pub const ESCALATION_TIME_TO_ANSWER: &str = "gardefou_escalation_time_to_answer_seconds";
+pub const FEEDBACK: &str = "gardefou_feedback";
+/// Distinct feedback names counted under their own label; later names count as `other`.
+pub const MAX_FEEDBACK_NAMES: usize = 100;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GuardLabels {
@@ -69,6 +72,17 @@ pub struct BudgetLabels {
 pub struct AlertLabels {
     pub budget: String,
     pub threshold: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedbackLabels {
+    /// The score's name, chosen by clients: the first [`MAX_FEEDBACK_NAMES`] distinct names
+    /// seen by this process, then `other` (bounded).
+    pub name: String,
+    /// `boolean`, `float`, `category` or `comment`.
+    pub kind: &'static str,
+    /// `user` or `reviewer`.
+    pub source: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -162,6 +176,8 @@ struct Inner {
     escalations_open: Gauge,
     escalation_oldest_open_age: Gauge,
     escalation_time_to_answer: Histogram,
+    feedback: Family<FeedbackLabels, Counter>,
+    feedback_names: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -313,6 +329,8 @@ impl Metrics {
             "Time from an escalation being opened to its answer",
             escalation_time_to_answer.clone(),
         );
+        let feedback = Family::<FeedbackLabels, Counter>::default();
+        registry.register(FEEDBACK, "Feedback scores attached to inferences", feedback.clone());
         last_reload_ok.set(1);
         Metrics {
             inner: Arc::new(Inner {
@@ -346,6 +364,8 @@ impl Metrics {
                 escalations_open,
                 escalation_oldest_open_age,
                 escalation_time_to_answer,
+                feedback,
+                feedback_names: std::sync::Mutex::default(),
             }),
         }
     }
@@ -416,6 +436,21 @@ impl Metrics {
     }
     pub fn escalation_time_to_answer(&self) -> &Histogram {
         &self.inner.escalation_time_to_answer
+    }
+
+    /// Counts one feedback score (`gardefou_feedback_total`), its name bounded to the first
+    /// [`MAX_FEEDBACK_NAMES`] distinct names.
+    pub fn feedback(&self, name: &str, kind: &'static str, source: &'static str) {
+        let name = {
+            let mut names = self.inner.feedback_names.lock().unwrap_or_else(|p| p.into_inner());
+            if names.contains(name) || names.len() < MAX_FEEDBACK_NAMES {
+                names.insert(name.to_owned());
+                name.to_owned()
+            } else {
+                "other".to_owned()
+            }
+        };
+        self.inner.feedback.get_or_create(&FeedbackLabels { name, kind, source }).inc();
     }
 
     /// Copies the limit counters' backend health in (before rendering).
