@@ -23,7 +23,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gardefou_core::Error;
-use gardefou_store::usage::parse_instant;
 use gardefou_store::{
     FeedbackDimension, FeedbackQuery, FeedbackSource, FeedbackSummary, InferenceRecord, KeyKind, KeyRecord,
     StoreError,
@@ -33,7 +32,7 @@ use serde_json::{json, Map, Value};
 use super::admin::authorize;
 use super::error::ApiError;
 use super::extract::AppJson;
-use super::usage::parse_duration_ms;
+use super::usage::{check_params, time_range};
 use crate::auth::{authorize_admin, now_ms, AdminPrincipal, KeyRefusal, Need};
 use crate::control::feedback::{parse, to_json, to_row};
 use crate::state::AppState;
@@ -209,34 +208,9 @@ pub async fn summary(
 /// The summary query of `params`: `since` (a duration) or `from` (RFC 3339 or unix ms), `to`
 /// (default now), the last 24 hours when neither is given; `group_by`, `name`, `team`.
 pub fn summary_query(params: &HashMap<String, String>, now: i64) -> Result<FeedbackQuery, Error> {
-    if let Some(unknown) = params.keys().find(|k| !SUMMARY_PARAMS.contains(&k.as_str())) {
-        return Err(Error::invalid_param(
-            format!("unknown parameter `{unknown}`; expected one of {}", SUMMARY_PARAMS.join(", ")),
-            unknown.clone(),
-        ));
-    }
+    check_params(params, &SUMMARY_PARAMS)?;
+    let (from_ms, to_ms) = time_range(params, now, Some(DEFAULT_SINCE_MS))?;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.trim().is_empty());
-    let instant = |k: &'static str| {
-        get(k)
-            .map(|v| {
-                parse_instant(v).ok_or_else(|| {
-                    Error::invalid_param(format!("`{k}` must be RFC 3339 or unix milliseconds, got `{v}`"), k)
-                })
-            })
-            .transpose()
-    };
-    let to_ms = instant("to")?.unwrap_or(now);
-    let from_ms = match (get("since"), instant("from")?) {
-        (Some(_), Some(_)) => return Err(Error::invalid_param("give `since` or `from`, not both", "since")),
-        (Some(since), None) => to_ms.saturating_sub(parse_duration_ms(since).ok_or_else(|| {
-            Error::invalid_param(
-                format!("`since` must be a duration like 15m, 24h or 7d, got `{since}`"),
-                "since",
-            )
-        })?),
-        (None, Some(from)) => from,
-        (None, None) => to_ms.saturating_sub(DEFAULT_SINCE_MS),
-    };
     let group_by = get("group_by")
         .map(|g| g.split(',').filter(|d| !d.trim().is_empty()).map(str::parse::<FeedbackDimension>).collect())
         .transpose()

@@ -56,14 +56,25 @@ pub async fn usage(
     }
 }
 
-/// The query of `params`, relative to `now` (unix ms) for `since` and a missing `to`.
-pub fn parse(params: &HashMap<String, String>, now: i64) -> Result<UsageQuery, Error> {
-    if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
-        return Err(Error::invalid_param(
-            format!("unknown parameter `{unknown}`; expected one of {}", PARAMS.join(", ")),
+/// Refuses a parameter outside `known`, naming the ones that are.
+pub fn check_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), Error> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(Error::invalid_param(
+            format!("unknown parameter `{unknown}`; expected one of {}", known.join(", ")),
             unknown.clone(),
-        ));
+        )),
+        None => Ok(()),
     }
+}
+
+/// The time range of `params` as `(from_ms, to_ms)`: `since` (a duration before `to`) or `from`
+/// (RFC 3339 or unix ms), and `to` (default `now`). Without `since` or `from`, the last
+/// `default_since_ms` when given, else a 400.
+pub fn time_range(
+    params: &HashMap<String, String>,
+    now: i64,
+    default_since_ms: Option<i64>,
+) -> Result<(i64, i64), Error> {
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.trim().is_empty());
     let instant = |k: &'static str| {
         get(k)
@@ -75,9 +86,11 @@ pub fn parse(params: &HashMap<String, String>, now: i64) -> Result<UsageQuery, E
             .transpose()
     };
     let to_ms = instant("to")?.unwrap_or(now);
-    let from_ms = match (get("since"), instant("from")?) {
-        (Some(_), Some(_)) => return Err(Error::invalid_param("give `since` or `from`, not both", "since")),
-        (Some(since), None) => {
+    let from_ms = match (get("since"), instant("from")?, default_since_ms) {
+        (Some(_), Some(_), _) => {
+            return Err(Error::invalid_param("give `since` or `from`, not both", "since"))
+        }
+        (Some(since), None, _) => {
             let d = parse_duration_ms(since).ok_or_else(|| {
                 Error::invalid_param(
                     format!("`since` must be a duration like 15m, 24h or 7d, got `{since}`"),
@@ -86,9 +99,18 @@ pub fn parse(params: &HashMap<String, String>, now: i64) -> Result<UsageQuery, E
             })?;
             to_ms.saturating_sub(d)
         }
-        (None, Some(from)) => from,
-        (None, None) => return Err(Error::invalid_param("give `since` (e.g. 24h) or `from`", "since")),
+        (None, Some(from), _) => from,
+        (None, None, Some(d)) => to_ms.saturating_sub(d),
+        (None, None, None) => return Err(Error::invalid_param("give `since` (e.g. 24h) or `from`", "since")),
     };
+    Ok((from_ms, to_ms))
+}
+
+/// The query of `params`, relative to `now` (unix ms) for `since` and a missing `to`.
+pub fn parse(params: &HashMap<String, String>, now: i64) -> Result<UsageQuery, Error> {
+    check_params(params, &PARAMS)?;
+    let (from_ms, to_ms) = time_range(params, now, None)?;
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.trim().is_empty());
     let group_by = get("group_by")
         .map(|g| g.split(',').filter(|d| !d.trim().is_empty()).map(str::parse::<Dimension>).collect())
         .transpose()
