@@ -10,46 +10,6 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-const ROUTES: &str = r#"
-[models.polite]
-provider = "demo"
-[routes.support]
-targets = [{ model = "polite" }]
-"#;
-
-async fn gateway() -> Gateway {
-    let dir = temp_dir();
-    let token = dir.join("admin-token");
-    std::fs::write(&token, "root-token").unwrap();
-    Gateway::start(&format!("{MOCK}{ROUTES}\n[server]\nadmin_token = \"file:{}\"\n", token.display())).await
-}
-
-async fn send(
-    gw: &Gateway,
-    token: Option<&str>,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut req = if method == "POST" { client.post(gw.url(path)) } else { client.get(gw.url(path)) };
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
-}
-
-/// Creates a key with the root token; returns (secret, id).
-async fn key(gw: &Gateway, body: Value) -> (String, String) {
-    let (status, v) = send(gw, Some("root-token"), "POST", "/admin/keys", Some(body)).await;
-    assert_eq!(status, 201, "{v}");
-    (v["key"].as_str().unwrap().to_owned(), v["id"].as_str().unwrap().to_owned())
-}
-
 fn escalation(team: &str, key_id: Option<&str>, callback_url: Option<String>) -> NewEscalation {
     NewEscalation {
         reason: "guard:pii".into(),
@@ -74,14 +34,14 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn reviewers_work_the_queue_and_only_the_opening_key_reads_the_answer() {
-    let gw = gateway().await;
+    let gw = admin_gateway().await;
     let hook = Upstream::start(json_reply(200, json!({}))).await;
     let broken_hook = Upstream::start(json_reply(500, json!({}))).await;
-    let (client_key, client_id) = key(&gw, json!({"team": "search"})).await;
-    let (other_key, _) = key(&gw, json!({"team": "search"})).await;
+    let (client_key, client_id) = make_key(&gw, json!({"team": "search"})).await;
+    let (other_key, _) = make_key(&gw, json!({"team": "search"})).await;
     let (operator, operator_id) =
-        key(&gw, json!({"kind": "admin", "role": "operator", "team": "search"})).await;
-    let (ads_viewer, _) = key(&gw, json!({"kind": "admin", "role": "viewer", "team": "ads"})).await;
+        make_key(&gw, json!({"kind": "admin", "role": "operator", "team": "search"})).await;
+    let (ads_viewer, _) = make_key(&gw, json!({"kind": "admin", "role": "viewer", "team": "ads"})).await;
 
     let mine = open(&gw.state, escalation("search", Some(&client_id), Some(format!("{}/hook", hook.base))))
         .await
@@ -96,57 +56,61 @@ async fn reviewers_work_the_queue_and_only_the_opening_key_reads_the_answer() {
     assert_eq!(bad.param(), Some("callback_url"));
 
     // The admin sees the whole queue, oldest first; a team-scoped viewer only its team's.
-    let (status, list) = send(&gw, Some("root-token"), "GET", "/admin/escalations?status=open", None).await;
+    let (status, list) =
+        send_as(&gw, Some("root-token"), "GET", "/admin/escalations?status=open", None).await;
     assert_eq!(status, 200, "{list}");
     let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [mine.as_str(), anonymous.as_str()]);
     assert_eq!(list["data"][0]["conversation"][0]["role"], "user", "reviewers see the conversation");
-    let (_, list) = send(&gw, Some(&ads_viewer), "GET", "/admin/escalations", None).await;
+    let (_, list) = send_as(&gw, Some(&ads_viewer), "GET", "/admin/escalations", None).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
-    assert_eq!(send(&gw, Some(&ads_viewer), "GET", &format!("/admin/escalations/{mine}"), None).await.0, 404);
     assert_eq!(
-        send(&gw, Some(&ads_viewer), "GET", &format!("/admin/escalations/{anonymous}"), None).await.0,
+        send_as(&gw, Some(&ads_viewer), "GET", &format!("/admin/escalations/{mine}"), None).await.0,
+        404
+    );
+    assert_eq!(
+        send_as(&gw, Some(&ads_viewer), "GET", &format!("/admin/escalations/{anonymous}"), None).await.0,
         200
     );
-    assert_eq!(send(&gw, Some(&ads_viewer), "GET", "/admin/escalations?team=search", None).await.0, 403);
+    assert_eq!(send_as(&gw, Some(&ads_viewer), "GET", "/admin/escalations?team=search", None).await.0, 403);
     // Viewers read; they do not work the queue.
     let (status, _) =
-        send(&gw, Some(&ads_viewer), "POST", &format!("/admin/escalations/{anonymous}/claim"), None).await;
+        send_as(&gw, Some(&ads_viewer), "POST", &format!("/admin/escalations/{anonymous}/claim"), None).await;
     assert_eq!(status, 403);
     // An operator of another team does not see it either.
     let (status, _) =
-        send(&gw, Some(&operator), "POST", &format!("/admin/escalations/{anonymous}/claim"), None).await;
+        send_as(&gw, Some(&operator), "POST", &format!("/admin/escalations/{anonymous}/claim"), None).await;
     assert_eq!(status, 404);
     for bad in
         ["/admin/escalations?status=pending", "/admin/escalations?limit=0", "/admin/escalations?colour=red"]
     {
-        assert_eq!(send(&gw, Some("root-token"), "GET", bad, None).await.0, 400, "{bad}");
+        assert_eq!(send_as(&gw, Some("root-token"), "GET", bad, None).await.0, 400, "{bad}");
     }
 
     // Claim, then the client sees it is being worked on, without an answer yet.
     let (status, claimed) =
-        send(&gw, Some(&operator), "POST", &format!("/admin/escalations/{mine}/claim"), None).await;
+        send_as(&gw, Some(&operator), "POST", &format!("/admin/escalations/{mine}/claim"), None).await;
     assert_eq!(status, 200, "{claimed}");
     assert_eq!(
         (claimed["status"].as_str(), claimed["claimed_by"].as_str()),
         (Some("claimed"), Some(&*format!("key:{operator_id}")))
     );
     let (status, again) =
-        send(&gw, Some(&operator), "POST", &format!("/admin/escalations/{mine}/claim"), None).await;
+        send_as(&gw, Some(&operator), "POST", &format!("/admin/escalations/{mine}/claim"), None).await;
     assert_eq!((status, again["error"]["code"].as_str()), (400, Some("invalid_request")), "{again}");
     assert!(again["error"]["message"].as_str().unwrap().contains("is claimed"), "{again}");
     let client_path = format!("/v1/escalations/{mine}");
-    let (status, view) = send(&gw, Some(&client_key), "GET", &client_path, None).await;
+    let (status, view) = send_as(&gw, Some(&client_key), "GET", &client_path, None).await;
     assert_eq!((status, view["status"].as_str()), (200, Some("claimed")), "{view}");
     assert!(view.get("answer").is_none() && view.get("conversation").is_none(), "{view}");
 
     // Answers are checked, then given once.
     let answer_path = format!("/admin/escalations/{mine}/answer");
     for body in [json!({"answer": "  "}), json!({"text": "hi"}), json!({"answer": "x", "extra": 1})] {
-        let (status, err) = send(&gw, Some(&operator), "POST", &answer_path, Some(body.clone())).await;
+        let (status, err) = send_as(&gw, Some(&operator), "POST", &answer_path, Some(body.clone())).await;
         assert_eq!(status, 400, "{body}: {err}");
     }
-    let (status, answered) = send(
+    let (status, answered) = send_as(
         &gw,
         Some(&operator),
         "POST",
@@ -156,41 +120,41 @@ async fn reviewers_work_the_queue_and_only_the_opening_key_reads_the_answer() {
     .await;
     assert_eq!((status, answered["status"].as_str()), (200, Some("answered")), "{answered}");
     let (status, _) =
-        send(&gw, Some(&operator), "POST", &answer_path, Some(json!({"answer": "twice"}))).await;
+        send_as(&gw, Some(&operator), "POST", &answer_path, Some(json!({"answer": "twice"}))).await;
     assert_eq!(status, 400, "an answered escalation is not answered again");
 
     // Only the key that opened it reads the answer; an anonymous one is read with its id alone.
-    let (status, view) = send(&gw, Some(&client_key), "GET", &client_path, None).await;
+    let (status, view) = send_as(&gw, Some(&client_key), "GET", &client_path, None).await;
     assert_eq!(status, 200);
     assert_eq!(
         (view["status"].as_str(), view["answer"].as_str()),
         (Some("answered"), Some("Yes: we refunded it today."))
     );
     assert!(view["answered_at"].as_i64().unwrap() >= view["created_at"].as_i64().unwrap());
-    let (status, err) = send(&gw, Some(&other_key), "GET", &client_path, None).await;
+    let (status, err) = send_as(&gw, Some(&other_key), "GET", &client_path, None).await;
     assert_eq!((status, err["error"]["type"].as_str()), (404, Some("invalid_request_error")), "{err}");
-    assert_eq!(send(&gw, None, "GET", &client_path, None).await.0, 404);
-    assert_eq!(send(&gw, None, "GET", &format!("/v1/escalations/{anonymous}"), None).await.0, 200);
+    assert_eq!(send_as(&gw, None, "GET", &client_path, None).await.0, 404);
+    assert_eq!(send_as(&gw, None, "GET", &format!("/v1/escalations/{anonymous}"), None).await.0, 200);
     assert_eq!(
-        send(&gw, Some(&other_key), "GET", &format!("/v1/escalations/{anonymous}"), None).await.0,
+        send_as(&gw, Some(&other_key), "GET", &format!("/v1/escalations/{anonymous}"), None).await.0,
         200
     );
     assert_eq!(
-        send(&gw, None, "GET", "/v1/escalations/0190b000-0000-7000-8000-000000000000", None).await.0,
+        send_as(&gw, None, "GET", "/v1/escalations/0190b000-0000-7000-8000-000000000000", None).await.0,
         404
     );
 
     // Closed is final.
     let (status, closed) =
-        send(&gw, Some(&operator), "POST", &format!("/admin/escalations/{mine}/close"), None).await;
+        send_as(&gw, Some(&operator), "POST", &format!("/admin/escalations/{mine}/close"), None).await;
     assert_eq!((status, closed["status"].as_str()), (200, Some("closed")), "{closed}");
     for action in ["claim", "close"] {
         let (status, _) =
-            send(&gw, Some(&operator), "POST", &format!("/admin/escalations/{mine}/{action}"), None).await;
+            send_as(&gw, Some(&operator), "POST", &format!("/admin/escalations/{mine}/{action}"), None).await;
         assert_eq!(status, 400, "{action} after close");
     }
     assert_eq!(
-        send(&gw, Some(&operator), "POST", &answer_path, Some(json!({"answer": "late"}))).await.0,
+        send_as(&gw, Some(&operator), "POST", &answer_path, Some(json!({"answer": "late"}))).await.0,
         400
     );
 
@@ -217,7 +181,7 @@ async fn reviewers_work_the_queue_and_only_the_opening_key_reads_the_answer() {
     assert_eq!(broken_hook.seen().len(), 1, "never retried");
 
     // Every reviewer action is audited, without the conversation or the answer.
-    let (_, audit) = send(&gw, Some("root-token"), "GET", "/admin/audit", None).await;
+    let (_, audit) = send_as(&gw, Some("root-token"), "GET", "/admin/audit", None).await;
     let actions: Vec<(&str, &str)> = audit["data"]
         .as_array()
         .unwrap()
@@ -265,7 +229,7 @@ async fn reviewers_work_the_queue_and_only_the_opening_key_reads_the_answer() {
 
 #[tokio::test]
 async fn the_cli_lists_answers_and_exports_and_the_callback_hears_the_answer() {
-    let gw = gateway().await;
+    let gw = admin_gateway().await;
     let hook = Upstream::start(json_reply(200, json!({}))).await;
     let id = open(&gw.state, escalation("search", None, Some(format!("{}/hook", hook.base)))).await.unwrap();
     wait_for("the opening is announced", || hook.seen().len() == 1).await;
@@ -324,7 +288,7 @@ async fn the_cli_lists_answers_and_exports_and_the_callback_hears_the_answer() {
 
     let out = cli(&["escalations", "close", &id]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (_, audit) = send(&gw, Some("root-token"), "GET", "/admin/audit", None).await;
+    let (_, audit) = send_as(&gw, Some("root-token"), "GET", "/admin/audit", None).await;
     let actors: Vec<(&str, &str)> = audit["data"]
         .as_array()
         .unwrap()

@@ -11,46 +11,6 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-const ROUTES: &str = r#"
-[models.polite]
-provider = "demo"
-[routes.support]
-targets = [{ model = "polite" }]
-"#;
-
-async fn gateway() -> Gateway {
-    let dir = temp_dir();
-    let token = dir.join("admin-token");
-    std::fs::write(&token, "root-token").unwrap();
-    Gateway::start(&format!("{MOCK}{ROUTES}\n[server]\nadmin_token = \"file:{}\"\n", token.display())).await
-}
-
-async fn send(
-    gw: &Gateway,
-    token: Option<&str>,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut req = if method == "POST" { client.post(gw.url(path)) } else { client.get(gw.url(path)) };
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
-}
-
-/// Creates a key with the root token; returns (secret, id).
-async fn key(gw: &Gateway, body: Value) -> (String, String) {
-    let (status, v) = send(gw, Some("root-token"), "POST", "/admin/keys", Some(body)).await;
-    assert_eq!(status, 201, "{v}");
-    (v["key"].as_str().unwrap().to_owned(), v["id"].as_str().unwrap().to_owned())
-}
-
 /// One chat call with `key`; returns the inference id the gateway answered with.
 async fn chat(gw: &Gateway, key: &str) -> String {
     let resp = reqwest::Client::new()
@@ -65,19 +25,20 @@ async fn chat(gw: &Gateway, key: &str) -> String {
 }
 
 async fn feedback(gw: &Gateway, token: Option<&str>, body: Value) -> (u16, Value) {
-    send(gw, token, "POST", "/v1/feedback", Some(body)).await
+    send_as(gw, token, "POST", "/v1/feedback", Some(body)).await
 }
 
 #[tokio::test]
 async fn the_key_that_made_an_inference_scores_it_and_the_summary_reflects_it() {
-    let gw = gateway().await;
-    let (client, client_id) = key(&gw, json!({"team": "search", "product": "assistant"})).await;
-    let (other, _) = key(&gw, json!({"team": "search"})).await;
-    let (ads_operator, _) = key(&gw, json!({"kind": "admin", "role": "operator", "team": "ads"})).await;
+    let gw = admin_gateway().await;
+    let (client, client_id) = make_key(&gw, json!({"team": "search", "product": "assistant"})).await;
+    let (other, _) = make_key(&gw, json!({"team": "search"})).await;
+    let (ads_operator, _) = make_key(&gw, json!({"kind": "admin", "role": "operator", "team": "ads"})).await;
     let (search_operator, operator_id) =
-        key(&gw, json!({"kind": "admin", "role": "operator", "team": "search"})).await;
-    let (search_viewer, _) = key(&gw, json!({"kind": "admin", "role": "viewer", "team": "search"})).await;
-    let (ads_viewer, _) = key(&gw, json!({"kind": "admin", "role": "viewer", "team": "ads"})).await;
+        make_key(&gw, json!({"kind": "admin", "role": "operator", "team": "search"})).await;
+    let (search_viewer, _) =
+        make_key(&gw, json!({"kind": "admin", "role": "viewer", "team": "search"})).await;
+    let (ads_viewer, _) = make_key(&gw, json!({"kind": "admin", "role": "viewer", "team": "ads"})).await;
 
     let id = chat(&gw, &client).await;
     // Posted at once: the lookup waits for the recorder.
@@ -134,27 +95,27 @@ async fn the_key_that_made_an_inference_scores_it_and_the_summary_reflects_it() 
 
     // The list, for the admin and for the team; another team sees nothing.
     let (status, list) =
-        send(&gw, Some("root-token"), "GET", &format!("/admin/feedback?inference_id={id}"), None).await;
+        send_as(&gw, Some("root-token"), "GET", &format!("/admin/feedback?inference_id={id}"), None).await;
     assert_eq!(status, 200, "{list}");
     let names: Vec<&str> =
         list["data"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["helpful", "helpful", "accuracy", "tone", "note", "correct", "correct"]);
     assert_eq!(list["data"][3]["comment"], "nice");
     let (_, mine) =
-        send(&gw, Some(&search_viewer), "GET", &format!("/admin/feedback?inference_id={id}"), None).await;
+        send_as(&gw, Some(&search_viewer), "GET", &format!("/admin/feedback?inference_id={id}"), None).await;
     assert_eq!(mine["data"].as_array().unwrap().len(), 7);
     let (_, theirs) =
-        send(&gw, Some(&ads_viewer), "GET", &format!("/admin/feedback?inference_id={id}"), None).await;
+        send_as(&gw, Some(&ads_viewer), "GET", &format!("/admin/feedback?inference_id={id}"), None).await;
     assert_eq!(theirs["data"].as_array().unwrap().len(), 0);
     assert_eq!(
-        send(&gw, Some(&client), "GET", &format!("/admin/feedback?inference_id={id}"), None).await.0,
+        send_as(&gw, Some(&client), "GET", &format!("/admin/feedback?inference_id={id}"), None).await.0,
         401
     );
-    assert_eq!(send(&gw, Some("root-token"), "GET", "/admin/feedback", None).await.0, 400);
+    assert_eq!(send_as(&gw, Some("root-token"), "GET", "/admin/feedback", None).await.0, 400);
 
     // The summary, by route and name.
     let (status, summary) =
-        send(&gw, Some("root-token"), "GET", "/admin/feedback/summary?since=1h&group_by=route,name", None)
+        send_as(&gw, Some("root-token"), "GET", "/admin/feedback/summary?since=1h&group_by=route,name", None)
             .await;
     assert_eq!(status, 200, "{summary}");
     let rows = summary["rows"].as_array().unwrap();
@@ -166,17 +127,20 @@ async fn the_key_that_made_an_inference_scores_it_and_the_summary_reflects_it() 
     assert_eq!(row("tone")["categories"], json!({"friendly": 1}));
     assert_eq!((row("note")["count"].as_i64(), row("note")["mean"].clone()), (Some(1), Value::Null));
     let (_, helpful) =
-        send(&gw, Some(&search_viewer), "GET", "/admin/feedback/summary?group_by=team&name=helpful", None)
+        send_as(&gw, Some(&search_viewer), "GET", "/admin/feedback/summary?group_by=team&name=helpful", None)
             .await;
     assert_eq!(
         helpful["rows"],
         json!([{"group": {"team": "search"}, "count": 2, "scored": 2, "mean": 0.5, "categories": {}}])
     );
-    let (_, ads) = send(&gw, Some(&ads_viewer), "GET", "/admin/feedback/summary", None).await;
+    let (_, ads) = send_as(&gw, Some(&ads_viewer), "GET", "/admin/feedback/summary", None).await;
     assert_eq!(ads["rows"], json!([]), "a team-scoped viewer sees only its team");
-    assert_eq!(send(&gw, Some(&ads_viewer), "GET", "/admin/feedback/summary?team=search", None).await.0, 403);
+    assert_eq!(
+        send_as(&gw, Some(&ads_viewer), "GET", "/admin/feedback/summary?team=search", None).await.0,
+        403
+    );
     let (status, err) =
-        send(&gw, Some("root-token"), "GET", "/admin/feedback/summary?group_by=colour", None).await;
+        send_as(&gw, Some("root-token"), "GET", "/admin/feedback/summary?group_by=colour", None).await;
     assert_eq!((status, err["error"]["param"].as_str()), (400, Some("group_by")));
 
     let metrics = reqwest::get(gw.url("/metrics")).await.unwrap().text().await.unwrap();
@@ -192,8 +156,8 @@ async fn the_key_that_made_an_inference_scores_it_and_the_summary_reflects_it() 
 
 #[tokio::test]
 async fn malformed_feedback_is_a_400_naming_the_field() {
-    let gw = gateway().await;
-    let (client, _) = key(&gw, json!({"team": "search"})).await;
+    let gw = admin_gateway().await;
+    let (client, _) = make_key(&gw, json!({"team": "search"})).await;
     let id = chat(&gw, &client).await;
     for (body, param) in [
         (json!({"name": "helpful", "value": true}), "inference_id"),
@@ -236,8 +200,8 @@ async fn malformed_feedback_is_a_400_naming_the_field() {
 
 #[tokio::test]
 async fn feedback_on_an_unknown_inference_is_a_404_after_the_lookup_window() {
-    let gw = gateway().await;
-    let (client, _) = key(&gw, json!({"team": "search"})).await;
+    let gw = admin_gateway().await;
+    let (client, _) = make_key(&gw, json!({"team": "search"})).await;
     let start = Instant::now();
     let (status, err) = feedback(
         &gw,
@@ -258,11 +222,11 @@ async fn feedback_on_an_unknown_inference_is_a_404_after_the_lookup_window() {
 #[tokio::test]
 async fn without_keys_an_anonymous_caller_scores_anonymous_inferences_only() {
     // Keys optional and an admin token set: a call without a key is an anonymous client.
-    let gw = gateway().await;
+    let gw = admin_gateway().await;
     let anonymous =
         gw.chat(json!({"model": "support", "messages": [{"role": "user", "content": "hi"}]})).await;
     let anonymous = anonymous.headers()["x-gardefou-inference-id"].to_str().unwrap().to_owned();
-    let (client, _) = key(&gw, json!({"team": "search"})).await;
+    let (client, _) = make_key(&gw, json!({"team": "search"})).await;
     let keyed = chat(&gw, &client).await;
 
     let score = |id: &str| json!({"inference_id": id, "name": "helpful", "value": true});
@@ -276,8 +240,11 @@ async fn without_keys_an_anonymous_caller_scores_anonymous_inferences_only() {
 
 #[tokio::test]
 async fn on_an_open_admin_plane_a_call_without_a_key_is_an_admin() {
-    let gw = Gateway::start(&format!("{MOCK}{ROUTES}")).await;
-    let (status, created) = send(&gw, None, "POST", "/admin/keys", Some(json!({"team": "search"}))).await;
+    let gw = Gateway::start(&format!(
+        "{MOCK}[models.polite]\nprovider = \"demo\"\n[routes.support]\ntargets = [{{ model = \"polite\" }}]\n"
+    ))
+    .await;
+    let (status, created) = send_as(&gw, None, "POST", "/admin/keys", Some(json!({"team": "search"}))).await;
     assert_eq!(status, 201, "{created}");
     let client = created["key"].as_str().unwrap().to_owned();
     let keyed = chat(&gw, &client).await;
@@ -292,8 +259,8 @@ async fn on_an_open_admin_plane_a_call_without_a_key_is_an_admin() {
 
 #[tokio::test]
 async fn the_cli_lists_and_summarises_feedback() {
-    let gw = gateway().await;
-    let (client, _) = key(&gw, json!({"team": "search"})).await;
+    let gw = admin_gateway().await;
+    let (client, _) = make_key(&gw, json!({"team": "search"})).await;
     let id = chat(&gw, &client).await;
     for body in [
         json!({"inference_id": id, "name": "helpful", "value": true}),

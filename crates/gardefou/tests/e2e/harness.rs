@@ -256,3 +256,43 @@ pub fn run_python_clients(script: &str, import_check: &str, pip_hint: &str) -> O
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     Some(stdout)
 }
+
+/// A gateway on the mock provider with one route, `support`, and the admin token `root-token`.
+pub async fn admin_gateway() -> Gateway {
+    let dir = temp_dir();
+    let token = dir.join("admin-token");
+    std::fs::write(&token, "root-token").unwrap();
+    Gateway::start(&format!(
+        "{MOCK}[models.polite]\nprovider = \"demo\"\n[routes.support]\ntargets = [{{ model = \"polite\" }}]\n\
+         [server]\nadmin_token = \"file:{}\"\n",
+        token.display()
+    ))
+    .await
+}
+
+/// A GET or POST with an optional bearer token and JSON body: (status, JSON body or null).
+pub async fn send_as(
+    gw: &Gateway,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let mut req = if method == "POST" { client.post(gw.url(path)) } else { client.get(gw.url(path)) };
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Creates a key with the root token of [`admin_gateway`]; returns (secret, id).
+pub async fn make_key(gw: &Gateway, body: serde_json::Value) -> (String, String) {
+    let (status, v) = send_as(gw, Some("root-token"), "POST", "/admin/keys", Some(body)).await;
+    assert_eq!(status, 201, "{v}");
+    (v["key"].as_str().unwrap().to_owned(), v["id"].as_str().unwrap().to_owned())
+}
