@@ -498,6 +498,12 @@ async fn drive_traffic(gw: &Gateway, cache: &Upstream) -> u64 {
     for _ in 0..2 {
         expect(200, gw.chat(hello("chat")).await.status(), "a polite answer");
     }
+    // A score on the last answer (an anonymous caller scores an anonymous inference).
+    let resp = gw.chat(hello("chat")).await;
+    expect(200, resp.status(), "an answer to score");
+    let id = resp.headers()["x-gardefou-inference-id"].to_str().unwrap().to_owned();
+    let scored = gw.post("/v1/feedback", json!({"inference_id": id, "name": "helpful", "value": true})).await;
+    assert_eq!(scored.status(), 201, "feedback");
     let mut stream = hello("chat");
     stream["stream"] = json!(true);
     stream["stream_options"] = json!({"include_usage": true});
