@@ -7,6 +7,7 @@ pub mod auth;
 pub mod classifier;
 pub mod cli;
 pub mod control;
+pub mod eval;
 pub mod limits;
 pub mod pipeline;
 pub mod runtime;

@@ -1,7 +1,8 @@
 //! The command line: `serve`, `config check`, `logs`, `usage`, `keys`, `audit`, `guard check`,
-//! `escalations`, `feedback`. Errors are one line with the reason.
+//! `escalations`, `feedback`, `eval`. Errors are one line with the reason.
 
 mod escalations;
+mod eval;
 mod feedback;
 mod guard;
 mod keys;
@@ -52,6 +53,8 @@ pub enum Command {
     Escalations(escalations::EscalationsArgs),
     /// Feedback attached to inferences: list one inference's scores, summarise them.
     Feedback(feedback::FeedbackArgs),
+    /// Eval suites: run one through the gateway as a release gate, compare two runs.
+    Eval(eval::EvalArgs),
 }
 
 #[derive(Args, Debug)]
@@ -182,6 +185,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => keys::audit(args).await,
         Command::Escalations(args) => escalations::run(args).await,
         Command::Feedback(args) => feedback::run(args).await,
+        Command::Eval(args) => eval::run(args).await,
     }
 }
 

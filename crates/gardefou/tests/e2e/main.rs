@@ -8,6 +8,7 @@ mod cli;
 mod clients;
 mod dashboards;
 mod escalations;
+mod eval;
 mod feedback;
 mod guards;
 mod guards_schema;

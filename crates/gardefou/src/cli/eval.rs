@@ -1,0 +1,298 @@
+//! `gardefou eval run SUITE` (the release gate: exit 0 when every threshold holds, 1 when one
+//! fails, 2 for a usage or suite error, 130 when interrupted) and `gardefou eval compare A B`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use gardefou_core::config::{Config, Price};
+use gardefou_store::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::eval::run::{Options, Similarity, DEFAULT_JUDGE_ROUTE};
+use crate::eval::suite::Assertion;
+use crate::eval::{compare, report, run, Report, Suite};
+use crate::state::AppState;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: EvalCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Run a suite through the gateway: exit 0 if every threshold holds, 1 if not, 2 on a bad suite.
+    Run(RunArgs),
+    /// Compare two `--json` reports: regressions, fixes, pass-rate difference, score deltas.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        /// The comparison as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The suite file (TOML)
+    pub suite: PathBuf,
+    /// Run every case on this route instead of the suite's
+    #[arg(long)]
+    pub route: Option<String>,
+    /// A running gardefou to send the cases to [default: one started in-process from the config]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The API key sent as `Authorization: Bearer`
+    #[arg(long, env = "GARDEFOU_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Requests in flight at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// Runs of each case; a case passes when every run passes
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
+    /// Write the full report as JSON (the stored artefact `eval compare` reads)
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a JUnit XML report
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Config file of the in-process gateway (with --url: only for prices) [default: as for `serve`]
+    #[arg(long, short, env = "GARDEFOU_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+const USAGE_ERROR: u8 = 2;
+const INTERRUPTED: u8 = 130;
+
+pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        EvalCommand::Run(args) => eval_run(args).await,
+        EvalCommand::Compare { a, b, json } => Ok(eval_compare(&a, &b, json)),
+    }
+}
+
+fn read_report(path: &Path) -> Result<Report, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not an eval report: {e}", path.display()))
+}
+
+fn eval_compare(a: &Path, b: &Path, json: bool) -> ExitCode {
+    let (ra, rb) = match (read_report(a), read_report(b)) {
+        (Ok(ra), Ok(rb)) => (ra, rb),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("gardefou: {e}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let c = compare::compare(&ra, &rb);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
+    } else {
+        print!("{}", compare::render(&c));
+    }
+    if c.regressions.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The routes a suite calls, judges included.
+fn routes_used(suite: &Suite, cli: Option<&str>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for case in &suite.cases {
+        out.insert(suite.route_of(case, cli).to_owned());
+        for a in &case.assert {
+            if let Assertion::Judge { route, .. } = a {
+                out.insert(route.clone().unwrap_or_else(|| DEFAULT_JUDGE_ROUTE.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn prices(config: &Config) -> BTreeMap<String, Price> {
+    config.models.iter().filter_map(|(name, m)| m.price.map(|p| (name.clone(), p))).collect()
+}
+
+/// The embedding similarity, loaded only when a case asks for it.
+fn similarity(suite: &Suite) -> Result<Option<Similarity>, String> {
+    let wanted = suite.cases.iter().flat_map(|c| &c.assert).any(|a| matches!(a, Assertion::Similar { .. }));
+    if !wanted {
+        return Ok(None);
+    }
+    let dir = crate::classifier::model_dir();
+    let embedder = gardefou_embed::Embedder::load(&dir).map_err(|e| {
+        format!(
+            "the `similar` assertion needs the embedding model in {}: {e}\n  hint: run scripts/fetch-models.sh, or set GARDEFOU_MODELS_DIR to the folder holding all-MiniLM-L6-v2",
+            dir.display()
+        )
+    })?;
+    let embedder = Arc::new(embedder);
+    Ok(Some(Arc::new(move |a: &str, b: &str| {
+        let v = embedder.embed(&[a, b]).map_err(|e| e.to_string())?;
+        match v.as_slice() {
+            [x, y] => Ok(f64::from(gardefou_embed::cosine(x, y))),
+            _ => Err("the embedder returned no vectors".to_owned()),
+        }
+    })))
+}
+
+async fn eval_run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let file = args.suite.display().to_string();
+    let suite = match Suite::load(&args.suite) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(USAGE_ERROR));
+        }
+    };
+    let similarity = match similarity(&suite) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gardefou: {e}");
+            return Ok(ExitCode::from(USAGE_ERROR));
+        }
+    };
+    let stop = CancellationToken::new();
+    let ctrl_c = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "\ngardefou: interrupted: finishing the requests in flight (Ctrl-C again to quit now)"
+                );
+                stop.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(i32::from(INTERRUPTED));
+                }
+            }
+        })
+    };
+    let mut opts = Options {
+        base: String::new(),
+        key: args.key.clone(),
+        route: args.route.clone(),
+        concurrency: args.concurrency as usize,
+        repeat: args.repeat,
+        prices: BTreeMap::new(),
+        similarity,
+        target: String::new(),
+    };
+    let report = match &args.url {
+        Some(url) => {
+            if args.config.is_some() {
+                match super::config_source(args.config.clone()).load() {
+                    Ok(c) => opts.prices = prices(&c),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return Ok(ExitCode::from(USAGE_ERROR));
+                    }
+                }
+            }
+            opts.base = url.clone();
+            opts.target = url.clone();
+            run::run(suite, &file, opts, stop.clone()).await
+        }
+        None => match in_process(suite, &file, opts, &args, stop.clone()).await? {
+            Some(r) => r,
+            None => return Ok(ExitCode::from(USAGE_ERROR)),
+        },
+    };
+    ctrl_c.abort();
+    print!("{}", report::table(&report));
+    if let Err(e) = write_reports(&report, &args) {
+        eprintln!("gardefou: {e:#}");
+        return Ok(ExitCode::from(USAGE_ERROR));
+    }
+    if report.interrupted {
+        eprintln!("gardefou: interrupted: {} of {} cases finished", report.cases.len(), report.total_cases);
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
+    let failed: Vec<String> = report
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| format!("{} = {:.4} (limit {})", t.name, t.actual, t.limit))
+        .collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("gardefou: suite `{}` failed its thresholds: {}", report.suite, failed.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn write_reports(report: &Report, args: &RunArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(report)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report::junit(report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Starts the gateway from the config on 127.0.0.1:0, runs the suite through it, then stops it
+/// with its records flushed. `None` after printing a config or route error (nothing sent).
+async fn in_process(
+    suite: Suite,
+    file: &str,
+    mut opts: Options,
+    args: &RunArgs,
+    stop: CancellationToken,
+) -> anyhow::Result<Option<Report>> {
+    let source = super::config_source(args.config.clone());
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(None);
+        }
+    };
+    let unknown: Vec<String> = routes_used(&suite, args.route.as_deref())
+        .into_iter()
+        .filter(|r| !config.routes.contains_key(r))
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = config.routes.keys().map(String::as_str).collect();
+        eprintln!(
+            "{file}: unknown route(s) {} in {}\n  hint: defined routes: {}",
+            unknown.join(", "),
+            source.describe(),
+            known.join(", ")
+        );
+        return Ok(None);
+    }
+    opts.prices = prices(&config);
+    let store = Store::connect(&config.store.database_url)
+        .await
+        .with_context(|| format!("cannot open the store {}", config.store.database_url))?;
+    let tracker = TaskTracker::new();
+    let state = AppState::new(config, source, store, tracker.clone());
+    let listener =
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on 127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    opts.base = format!("http://{addr}");
+    opts.target = "in-process".to_owned();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::server::serve(listener, state.clone(), async {
+        let _ = rx.await;
+    }));
+    let report = run::run(suite, file, opts, stop).await;
+    let _ = tx.send(());
+    server.await.context("the in-process gateway stopped abnormally")??;
+    state.shutdown().await;
+    tracker.close();
+    tracker.wait().await;
+    Ok(Some(report))
+}
