@@ -58,13 +58,13 @@ impl Family {
 
     /// The list a provider kind bills by: OpenAI and Azure OpenAI share OpenAI's list, the Gemini
     /// API and Vertex AI share Gemini's. An OpenAI-compatible server has no list of its own (see
-    /// [`Family::of_provider`] for Mistral); neither has the mock.
+    /// [`Family::of_provider`] for Mistral); neither have the mock and local models.
     pub fn of_kind(kind: ProviderKind) -> Option<Self> {
         match kind {
             ProviderKind::OpenAi | ProviderKind::Azure => Some(Family::OpenAi),
             ProviderKind::Anthropic => Some(Family::Anthropic),
             ProviderKind::Gemini | ProviderKind::Vertex => Some(Family::Gemini),
-            ProviderKind::OpenAiCompatible | ProviderKind::Mock => None,
+            ProviderKind::OpenAiCompatible | ProviderKind::Mock | ProviderKind::Local => None,
         }
     }
 

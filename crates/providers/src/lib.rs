@@ -1,10 +1,13 @@
 //! gardefou-providers: one adapter per upstream API behind `enum Provider`, the only `match` on
 //! provider kinds. OpenAI-compatible vendors and Azure OpenAI are settings of the OpenAI adapter;
-//! `mock` is a scripted in-process model for demos, tests and benchmarks.
+//! `mock` is a scripted in-process model for demos, tests and benchmarks; `local` runs GGUF models
+//! in-process.
 
 pub mod anthropic;
 pub mod gemini;
 pub mod http;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod mock;
 pub mod openai;
 pub mod sse;
@@ -36,6 +39,8 @@ pub enum Provider {
     Anthropic(anthropic::Anthropic),
     Gemini(gemini::Gemini),
     Mock(mock::Mock),
+    #[cfg(feature = "local")]
+    Local(local::Local),
 }
 
 impl Provider {
@@ -52,6 +57,14 @@ impl Provider {
                 Provider::Gemini(gemini::Gemini::new(cfg, connect_timeout)?)
             }
             ProviderKind::Mock => Provider::Mock(mock::Mock::new(cfg)),
+            #[cfg(feature = "local")]
+            ProviderKind::Local => Provider::Local(local::Local::new(cfg)?),
+            #[cfg(not(feature = "local"))]
+            ProviderKind::Local => {
+                return Err(
+                    "this gardefou was built without local models (the `local-models` feature)".to_owned()
+                )
+            }
         })
     }
 
@@ -61,6 +74,8 @@ impl Provider {
             Provider::Anthropic(p) => p.name(),
             Provider::Gemini(p) => p.name(),
             Provider::Mock(p) => p.name(),
+            #[cfg(feature = "local")]
+            Provider::Local(p) => p.name(),
         }
     }
 
@@ -72,6 +87,8 @@ impl Provider {
             Provider::Gemini(p) => p.unsupported_params(req),
             Provider::OpenAi(p) => p.unsupported_params(req),
             Provider::Mock(_) => Vec::new(),
+            #[cfg(feature = "local")]
+            Provider::Local(p) => p.unsupported_params(req),
         }
     }
 
@@ -80,6 +97,8 @@ impl Provider {
         match self {
             Provider::OpenAi(p) => p.reports_stream_usage(),
             Provider::Anthropic(_) | Provider::Gemini(_) | Provider::Mock(_) => true,
+            #[cfg(feature = "local")]
+            Provider::Local(_) => true,
         }
     }
 
@@ -94,6 +113,8 @@ impl Provider {
             Provider::Anthropic(p) => p.chat(model, req, opts).await,
             Provider::Gemini(p) => p.chat(model, req, opts).await,
             Provider::Mock(p) => p.chat(model, req).await,
+            #[cfg(feature = "local")]
+            Provider::Local(p) => p.chat(model, req).await,
         }
     }
 
@@ -109,6 +130,8 @@ impl Provider {
             Provider::Anthropic(p) => p.chat_stream(model, req, opts).await,
             Provider::Gemini(p) => p.chat_stream(model, req, opts).await,
             Provider::Mock(p) => p.chat_stream(model, req).await,
+            #[cfg(feature = "local")]
+            Provider::Local(p) => p.chat_stream(model, req).await,
         }
     }
 
@@ -123,6 +146,8 @@ impl Provider {
             Provider::Anthropic(p) => p.embed(model, req, opts).await,
             Provider::Gemini(p) => p.embed(model, req, opts).await,
             Provider::Mock(p) => p.embed(model, req).await,
+            #[cfg(feature = "local")]
+            Provider::Local(p) => p.embed(model, req).await,
         }
     }
 }

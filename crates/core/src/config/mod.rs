@@ -129,6 +129,8 @@ pub enum ProviderKind {
     /// Gemini on Vertex AI (bearer access token, project/location URL).
     Vertex,
     Mock,
+    /// GGUF models run in-process (gardefou-local); each model names its file with `path`.
+    Local,
 }
 
 impl ProviderKind {
@@ -141,6 +143,7 @@ impl ProviderKind {
             ProviderKind::Gemini => "gemini",
             ProviderKind::Vertex => "vertex",
             ProviderKind::Mock => "mock",
+            ProviderKind::Local => "local",
         }
     }
 }
@@ -155,6 +158,17 @@ pub struct ProviderConfig {
     pub quirks: Quirks,
     pub headers: Vec<(String, SecretRef)>,
     pub latency: Duration,
+    /// Local providers: the models to load, by model name. Filled in once the models are read.
+    pub local_models: BTreeMap<String, LocalModelSpec>,
+}
+
+/// A model file a `local` provider loads at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalModelSpec {
+    /// The GGUF file; a relative `path` is taken from the working directory.
+    pub path: std::path::PathBuf,
+    /// The model's `context_window`, if set: caps prompt plus answer.
+    pub context_window: Option<u32>,
 }
 
 /// How an OpenAI-compatible server departs from OpenAI's API. A `vendor` preset fills these in;
@@ -234,6 +248,8 @@ pub struct ModelConfig {
     pub context_window: Option<u32>,
     pub capabilities: Capabilities,
     pub mock: MockSettings,
+    /// Local provider only: the model file.
+    pub local: Option<LocalModelSpec>,
 }
 
 /// USD per million tokens.

@@ -149,10 +149,14 @@ pub struct RawModel {
     pub provider: Spanned<String>,
     pub upstream: Option<Spanned<String>>,
     pub price: Option<RawPrice>,
+    /// `context_length` (GGUF's word) is accepted too.
+    #[serde(alias = "context_length")]
     pub context_window: Option<Spanned<i64>>,
     pub capabilities: Option<Vec<Spanned<String>>>,
     /// Mock provider only: scripted behaviour.
     pub mock: Option<RawMock>,
+    /// Local provider only: the GGUF model file.
+    pub path: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -228,3 +228,43 @@ fn a_json_schema_guard_takes_exactly_one_of_schema_and_from_request_reported_at_
         Err(e) => assert!(e.message.contains("json-schema") && e.line == 5, "{e}"),
     }
 }
+
+/// A file with GGUF's magic, enough for validation (loading the model is the provider's job).
+fn fake_gguf(name: &str, bytes: &[u8]) -> String {
+    let dir = std::env::temp_dir().join(format!("gardefou-config-local-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_local_model_names_its_gguf_file_and_the_provider_lists_it() {
+    let file = fake_gguf("ok.gguf", b"GGUF\x03\x00\x00\x00");
+    let text = format!(
+        "[providers.local]\nkind = \"local\"\n[models.smol]\nprovider = \"local\"\npath = \"{file}\"\ncontext_length = 2048\n"
+    );
+    let c = Config::parse(&text, "t.toml").unwrap();
+    assert_eq!(c.providers["local"].kind, ProviderKind::Local);
+    let spec = c.models["smol"].local.clone().unwrap();
+    assert_eq!((spec.path.display().to_string(), spec.context_window), (file, Some(2048)));
+    assert_eq!(c.models["smol"].context_window, Some(2048));
+    assert_eq!(c.providers["local"].local_models["smol"], spec);
+}
+
+#[test]
+fn a_local_model_file_that_is_missing_or_not_gguf_is_an_error_at_its_path() {
+    let base = "[providers.local]\nkind = \"local\"\n[models.smol]\nprovider = \"local\"\n";
+    let e = error_of(&format!("{base}path = \"/nonexistent/model.gguf\"\n"));
+    assert_eq!((e.line, e.column, e.path.as_str()), (5, 8, "models.smol.path"));
+    assert!(e.message.contains("`/nonexistent/model.gguf` does not exist"), "{e}");
+    let json = fake_gguf("not.gguf", b"{\"a\": 1}");
+    let e = error_of(&format!("{base}path = \"{json}\"\n"));
+    assert!(e.message.contains("is not a GGUF file") && e.message.contains(&json), "{e}");
+    let e = error_of(base);
+    assert_eq!(e.path, "models.smol.path");
+    assert!(e.message.contains("needs the `path`"), "{e}");
+    let e =
+        error_of("[providers.demo]\nkind = \"mock\"\n[models.m]\nprovider = \"demo\"\npath = \"x.gguf\"\n");
+    assert_eq!((e.line, e.path.as_str()), (5, "models.m.path"));
+}

@@ -36,6 +36,10 @@ struct Cx<'a> {
 
 type R<T> = Result<T, ConfigError>;
 
+/// The hint for an unknown provider kind.
+const PROVIDER_KINDS: &str =
+    "one of: openai, openai_compatible, azure, anthropic, gemini, vertex, mock, local";
+
 impl Cx<'_> {
     fn error(&self, span: Range<usize>, path: &str, message: String, hint: Option<String>) -> ConfigError {
         let offset = span.start.min(self.text.len());
@@ -88,6 +92,11 @@ impl Cx<'_> {
         for (name, m) in &raw.models {
             let cfg = self.model(name, m, &providers)?;
             models.insert(name.get_ref().clone(), cfg);
+        }
+        for m in models.values() {
+            if let (Some(spec), Some(p)) = (&m.local, providers.get_mut(&m.provider)) {
+                p.local_models.insert(m.name.clone(), spec.clone());
+            }
         }
         let guards = self.guard_policies(&raw.guards)?;
         let mut routes = BTreeMap::new();
@@ -222,15 +231,13 @@ impl Cx<'_> {
             "gemini" => ProviderKind::Gemini,
             "vertex" => ProviderKind::Vertex,
             "mock" => ProviderKind::Mock,
+            "local" => ProviderKind::Local,
             other => {
                 return Err(self.error(
                     p.kind.span(),
                     &format!("{path}.kind"),
                     format!("unknown provider kind `{other}`"),
-                    Some(
-                        "one of: openai, openai_compatible, azure, anthropic, gemini, vertex, mock"
-                            .to_owned(),
-                    ),
+                    Some(PROVIDER_KINDS.to_owned()),
                 ))
             }
         };
@@ -339,6 +346,7 @@ impl Cx<'_> {
             quirks,
             headers,
             latency,
+            local_models: BTreeMap::new(),
         })
     }
 
@@ -467,6 +475,7 @@ impl Cx<'_> {
                 }
             }
         };
+        let local = self.local_model(name, m, provider.kind, &path, context_window)?;
         Ok(ModelConfig {
             name: name.get_ref().clone(),
             provider: provider.name.clone(),
@@ -476,7 +485,55 @@ impl Cx<'_> {
             context_window,
             capabilities,
             mock,
+            local,
         })
+    }
+
+    /// A local model's file: required for (and only for) a `local` provider; it must exist and
+    /// be a GGUF file, so a wrong path stops start-up here, at its line.
+    fn local_model(
+        &self,
+        name: &Spanned<String>,
+        m: &raw::RawModel,
+        kind: ProviderKind,
+        path: &str,
+        context_window: Option<u32>,
+    ) -> R<Option<LocalModelSpec>> {
+        let file = match (&m.path, kind) {
+            (None, ProviderKind::Local) => {
+                return Err(self.error(
+                    name.span(),
+                    &format!("{path}.path"),
+                    "a model of a `local` provider needs the `path` of its GGUF file".to_owned(),
+                    Some("e.g. path = \"models/SmolLM2-135M-Instruct/model.gguf\"".to_owned()),
+                ))
+            }
+            (None, _) => return Ok(None),
+            (Some(p), ProviderKind::Local) => p,
+            (Some(p), _) => {
+                return self.err(p.span(), &format!("{path}.path"), "`path` needs a provider of kind `local`")
+            }
+        };
+        let fail = |reason: String| {
+            Err(self.error(
+                file.span(),
+                &format!("{path}.path"),
+                format!("model file `{}` {reason}", file.get_ref()),
+                Some("run scripts/fetch-models.sh, or point `path` at a .gguf file".to_owned()),
+            ))
+        };
+        let mut magic = [0u8; 4];
+        let read = std::fs::File::open(file.get_ref()).and_then(|mut f| {
+            use std::io::Read;
+            f.read_exact(&mut magic)
+        });
+        match read {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return fail("does not exist".to_owned()),
+            Err(e) => return fail(format!("cannot be read: {e}")),
+            Ok(()) if &magic != b"GGUF" => return fail("is not a GGUF file".to_owned()),
+            Ok(()) => {}
+        }
+        Ok(Some(LocalModelSpec { path: std::path::PathBuf::from(file.get_ref()), context_window }))
     }
 
     fn mock(&self, m: &raw::RawMock, path: &str) -> R<MockSettings> {

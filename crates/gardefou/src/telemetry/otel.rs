@@ -372,5 +372,6 @@ pub fn provider_system(kind: gardefou_core::config::ProviderKind) -> &'static st
         K::Gemini => "gcp.gemini",
         K::Vertex => "gcp.vertex_ai",
         K::Mock => "gardefou.mock",
+        K::Local => "gardefou.local",
     }
 }

@@ -16,6 +16,8 @@ mod guards_stream;
 mod harness;
 mod keys;
 mod limits;
+#[cfg(feature = "local-models")]
+mod local;
 mod matrix;
 mod messages;
 mod otel;
