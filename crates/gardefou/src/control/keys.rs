@@ -247,6 +247,10 @@ pub async fn rotate(store: &Store, table: &KeyTable, actor: &str, id: &str) -> R
 /// Revokes a key on every replica (here at once, elsewhere within a second).
 pub async fn revoke(store: &Store, table: &KeyTable, actor: &str, id: &str) -> Result<KeyRecord, Error> {
     let before = load(store, id).await?;
+    if before.revoked_at_ms.is_some() {
+        // Known from the read: no write (the store's own check covers a concurrent revoke).
+        return Err(already_revoked(id));
+    }
     let now = now_ms();
     let audit = AuditEntry {
         seq: 0,
@@ -259,11 +263,15 @@ pub async fn revoke(store: &Store, table: &KeyTable, actor: &str, id: &str) -> R
         after: Some(serde_json::json!({"revoked_at_ms": now})),
     };
     if !retrying(|| store.revoke_key(id, now, &audit)).await.map_err(store_error)? {
-        return Err(Error::invalid_param(format!("key `{id}` is already revoked"), "id"));
+        return Err(already_revoked(id));
     }
     let record = KeyRecord { revoked_at_ms: Some(now), updated_at_ms: now, ..before };
     table.upsert(vec![record.clone()]);
     Ok(record)
+}
+
+fn already_revoked(id: &str) -> Error {
+    Error::invalid_param(format!("key `{id}` is already revoked"), "id")
 }
 
 /// A key by id, or 404.

@@ -14,6 +14,10 @@ use gardefou_core::config::Config;
 use gardefou_store::{InferenceRecord, LogFilter, Store};
 use tokio_util::task::TaskTracker;
 
+/// Keeps tests that load every core (a local model generating) apart from tests that assert a
+/// deadline: the heavy ones hold it for writing, the timed ones for reading.
+pub static CPU_HEAVY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 pub struct Gateway {

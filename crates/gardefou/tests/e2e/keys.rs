@@ -250,6 +250,7 @@ async fn roles_and_team_scopes_limit_the_admin_plane_and_the_data_it_shows() {
 /// The CLI writes the store; a running gateway sharing it picks the change up within a second.
 #[tokio::test]
 async fn keys_made_and_revoked_by_the_cli_reach_a_running_gateway_within_a_second() {
+    let _timed = CPU_HEAVY.read().await;
     let (gw, _) = gateway(true).await;
     let url = format!("sqlite://{}", gw.dir.join("gardefou.db").display());
     let cli = |args: &[&str]| {

@@ -52,6 +52,7 @@ fn content(answer: &Value) -> &str {
 
 #[tokio::test]
 async fn local_model_answers_streams_and_stops_like_an_upstream() {
+    let _heavy = CPU_HEAVY.write().await;
     let Some(file) = model_file() else { return };
     let gw = Gateway::start(&format!(
         r#"
