@@ -253,14 +253,13 @@ async fn keys_made_and_revoked_by_the_cli_reach_a_running_gateway_within_a_secon
     let _timed = CPU_HEAVY.read().await;
     let (gw, _) = gateway(true).await;
     let url = format!("sqlite://{}", gw.dir.join("gardefou.db").display());
+    // Off the runtime's thread: the gateway runs on it and must keep writing while the CLI waits.
     let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_gardefou"))
-            .args(args)
-            .args(["--database", &url])
-            .output()
-            .unwrap()
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gardefou"));
+        cmd.args(args).args(["--database", &url]);
+        async move { tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap() }
     };
-    let out = cli(&["keys", "create", "--team", "search", "--routes", "chat-a", "--rpm", "100"]);
+    let out = cli(&["keys", "create", "--team", "search", "--routes", "chat-a", "--rpm", "100"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let until = |want: u16| {
@@ -279,22 +278,22 @@ async fn keys_made_and_revoked_by_the_cli_reach_a_running_gateway_within_a_secon
         }
     };
     until(200).await;
-    let list = cli(&["keys", "list", "--json"]);
+    let list = cli(&["keys", "list", "--json"]).await;
     let listed: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(listed["limits"]["rpm"], 100);
     let id = listed["id"].as_str().unwrap().to_owned();
     assert!(!String::from_utf8_lossy(&list.stdout).contains(&key[key.len() - 40..]));
 
-    assert!(cli(&["keys", "revoke", &id]).status.success());
+    assert!(cli(&["keys", "revoke", &id]).await.status.success());
     until(401).await;
-    let again = cli(&["keys", "revoke", &id]);
+    let again = cli(&["keys", "revoke", &id]).await;
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked"), "{again:?}");
-    let bad = cli(&["keys", "create", "--team", "t", "--budget-usd=-1"]);
+    let bad = cli(&["keys", "create", "--team", "t", "--budget-usd=-1"]).await;
     assert!(!bad.status.success());
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1, "one line of reason");
 
-    let audit = cli(&["audit"]);
+    let audit = cli(&["audit"]).await;
     let actions: Vec<String> = String::from_utf8_lossy(&audit.stdout)
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_owned())
