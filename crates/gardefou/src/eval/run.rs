@@ -136,7 +136,8 @@ async fn attempt(ctx: &Ctx, case: &Case) -> Attempt {
             obj.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    let output = send(ctx, &body).await;
+    let tags = eval_tags(&ctx.suite.name, case.id.get_ref(), false);
+    let output = send(ctx, &body, &tags).await;
     let similarity = |a: &str, b: &str| match &ctx.opts.similarity {
         Some(f) => f(a, b),
         None => Err("no embedding model loaded".to_owned()),
@@ -148,7 +149,7 @@ async fn attempt(ctx: &Ctx, case: &Case) -> Attempt {
                 let question =
                     messages.iter().rev().find(|m| m.role == "user").map_or("", |m| m.content.as_str());
                 let route = route.as_deref().unwrap_or(DEFAULT_JUDGE_ROUTE);
-                judge(ctx, route, rubric, *min, question, &output.text, &case.context).await
+                judge(ctx, route, rubric, *min, question, &output.text, case).await
             }
             other => assert::check(other, &output, &similarity),
         };
@@ -169,8 +170,9 @@ async fn judge(
     min: f64,
     question: &str,
     answer: &str,
-    context: &[String],
+    case: &Case,
 ) -> Outcome {
+    let (context, tags) = (&case.context, eval_tags(&ctx.suite.name, case.id.get_ref(), true));
     let messages: Vec<Value> = assert::judge_messages(rubric, question, answer, context)
         .into_iter()
         .map(|(role, content)| json!({ "role": role, "content": content }))
@@ -178,7 +180,7 @@ async fn judge(
     let body = json!({ "model": route, "messages": messages, "temperature": 0, "response_format": assert::judge_response_format() });
     let mut last = String::new();
     for _ in 0..2 {
-        let out = send(ctx, &body).await;
+        let out = send(ctx, &body, &tags).await;
         if !(200..300).contains(&out.status) {
             let why = out.error.unwrap_or_else(|| format!("HTTP {}", out.status));
             return Outcome::error("judge", format!("the judge route `{route}` failed: {why}"));
@@ -192,13 +194,26 @@ async fn judge(
     Outcome::error("judge", format!("unparsable judge output: {}", assert::excerpt(&last)))
 }
 
+/// The `x-gardefou-tags` of an eval request: `eval_suite`, `eval_case` and, on judge calls,
+/// `eval_judge=true`, so eval traffic can be told apart from production in logs and usage
+/// (`gardefou usage --by tag:eval_suite`). Values lose the tag syntax's `,` and `=`.
+fn eval_tags(suite: &str, case: &str, judge: bool) -> String {
+    let clean =
+        |v: &str| v.chars().map(|c| if c == ',' || c == '=' { '_' } else { c }).take(200).collect::<String>();
+    let mut tags = format!("eval_suite={},eval_case={}", clean(suite), clean(case));
+    if judge {
+        tags.push_str(",eval_judge=true");
+    }
+    tags
+}
+
 /// Sends a chat request, retrying transport errors and 502/503/504; the latency is the last try's.
-async fn send(ctx: &Ctx, body: &Value) -> Observed {
+async fn send(ctx: &Ctx, body: &Value, tags: &str) -> Observed {
     let url = format!("{}/v1/chat/completions", ctx.opts.base.trim_end_matches('/'));
     let mut tries = 0;
     loop {
         let start = Instant::now();
-        let mut req = ctx.client.post(&url).json(body);
+        let mut req = ctx.client.post(&url).header("x-gardefou-tags", tags).json(body);
         if let Some(key) = &ctx.opts.key {
             req = req.bearer_auth(key);
         }

@@ -259,6 +259,14 @@ async fn url_runs_the_suite_against_a_running_gateway_with_repeats() {
     assert_eq!(records.len(), 6);
     let id = report["cases"][1]["attempts"][0]["inference_id"].as_str().unwrap();
     assert!(records.iter().any(|r| r.id == id), "the report's inference id is the gateway's record");
+    // Eval traffic is tagged: the suite and case on every call, and the judge's calls as such.
+    let record = records.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(
+        record.tags.get("eval_case").map(String::as_str),
+        Some(report["cases"][1]["id"].as_str().unwrap())
+    );
+    assert!(records.iter().all(|r| r.tags.contains_key("eval_suite")), "{records:?}");
+    assert_eq!(records.iter().filter(|r| r.tags.contains_key("eval_judge")).count(), 2);
     gw.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
