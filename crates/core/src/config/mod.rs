@@ -40,14 +40,8 @@ impl Config {
 
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            path: String::new(),
-            message: format!("cannot read the config file: {e}"),
-            hint: None,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(&file, "config file", &e))?;
         Config::parse(&text, &file)
     }
 }
@@ -505,6 +499,20 @@ pub struct ConfigError {
     pub path: String,
     pub message: String,
     pub hint: Option<String>,
+}
+
+impl ConfigError {
+    /// A file that cannot be read at all (`what`: "config file", "suite"), with no position.
+    pub fn unreadable(file: &str, what: &str, e: &std::io::Error) -> ConfigError {
+        ConfigError {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read the {what}: {e}"),
+            hint: None,
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {

@@ -159,14 +159,7 @@ impl Suite {
     /// Reads and validates the suite at `path`.
     pub fn load(path: &Path) -> Result<Suite, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            path: String::new(),
-            message: format!("cannot read the suite: {e}"),
-            hint: None,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(&file, "suite", &e))?;
         Suite::parse(&text, &file)
     }
 
