@@ -345,16 +345,22 @@ impl Store {
         let key_of = |row: &dyn Fn(&str) -> Result<Option<String>, sqlx::Error>| {
             dims.iter().map(|d| row(d)).collect::<Result<Vec<_>, _>>()
         };
+        // The query's range, name and team, bound in `predicate` order.
+        macro_rules! filtered {
+            ($text:expr) => {{
+                let mut query = sqlx::query($text).bind(q.from_ms).bind(q.to_ms);
+                if let Some(n) = &q.name {
+                    query = query.bind(n);
+                }
+                if let Some(t) = &q.team {
+                    query = query.bind(t);
+                }
+                query
+            }};
+        }
         on_backend!(self, |pool, sql| {
             let text = sql(&totals_sql);
-            let mut query = sqlx::query(&text).bind(q.from_ms).bind(q.to_ms);
-            if let Some(n) = &q.name {
-                query = query.bind(n);
-            }
-            if let Some(t) = &q.team {
-                query = query.bind(t);
-            }
-            for r in query.fetch_all(pool).await? {
+            for r in filtered!(&text).fetch_all(pool).await? {
                 let n: i64 = r.try_get("n")?;
                 if n == 0 {
                     // No GROUP BY over no rows still answers one row of zeros.
@@ -376,14 +382,7 @@ impl Store {
                 );
             }
             let text = sql(&categories_sql);
-            let mut query = sqlx::query(&text).bind(q.from_ms).bind(q.to_ms);
-            if let Some(n) = &q.name {
-                query = query.bind(n);
-            }
-            if let Some(t) = &q.team {
-                query = query.bind(t);
-            }
-            for r in query.fetch_all(pool).await? {
+            for r in filtered!(&text).fetch_all(pool).await? {
                 let key = key_of(&|c| r.try_get::<Option<String>, _>(c))?;
                 let category: Option<String> = r.try_get("value_text")?;
                 let n: i64 = r.try_get("n")?;
