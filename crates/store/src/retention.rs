@@ -1,9 +1,10 @@
 //! Retention: which tables lose which rows when, and the task that deletes them in small
 //! batches (one short `DELETE … LIMIT n` at a time, so the writer never waits long).
 //!
-//! `[store] retention` covers the inferences, their bodies, the minute rollups (as detailed as
-//! the rows they summarise) and closed escalations (with their conversations); `[store] usage_retention` covers the hourly and daily rollups, which
-//! are small and usually kept much longer.
+//! `[store] retention` covers the inferences, their bodies, their quality scores, the minute
+//! rollups (as detailed as the rows they summarise) and closed escalations (with their
+//! conversations); `[store] usage_retention` covers the hourly and daily rollups, feedback and
+//! eval runs, which are small and usually kept much longer.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,23 +30,25 @@ const DIM_KEY: &str = "ts, team, product, key_id, route, model, provider, endpoi
 const TAG_KEY: &str = "tag_key, ts, tag_value";
 
 /// Tables under `retention`.
-const DETAILED: [Expiring; 5] = [
+const DETAILED: [Expiring; 6] = [
     Expiring { table: "inferences", key: "id", time: "created_at_ms", only: "" },
     Expiring { table: "inference_bodies", key: "id", time: "created_at_ms", only: "" },
+    Expiring { table: "quality_scores", key: "id", time: "created_at_ms", only: "" },
     Expiring { table: "usage_minute", key: DIM_KEY, time: "ts", only: "" },
     Expiring { table: "usage_minute_tags", key: TAG_KEY, time: "ts", only: "" },
     // Escalations go once closed (never while a reviewer may still need them).
     Expiring { table: "escalations", key: "id", time: "updated_at_ms", only: " AND status = 'closed'" },
 ];
 
-/// Tables under `usage_retention`: aggregates, and feedback (kept as long as the usage it
-/// explains, past the inferences it scored).
-const ROLLUPS: [Expiring; 5] = [
+/// Tables under `usage_retention`: aggregates, feedback (kept as long as the usage it explains,
+/// past the inferences it scored) and eval runs (a suite's history).
+const ROLLUPS: [Expiring; 6] = [
     Expiring { table: "usage_hour", key: DIM_KEY, time: "ts", only: "" },
     Expiring { table: "usage_hour_tags", key: TAG_KEY, time: "ts", only: "" },
     Expiring { table: "usage_day", key: DIM_KEY, time: "ts", only: "" },
     Expiring { table: "usage_day_tags", key: TAG_KEY, time: "ts", only: "" },
     Expiring { table: "feedback", key: "id", time: "created_at_ms", only: "" },
+    Expiring { table: "eval_runs", key: "id", time: "started_at_ms", only: "" },
 ];
 
 impl Expiring {

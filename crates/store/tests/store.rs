@@ -6,8 +6,12 @@
 
 #[macro_use]
 mod support;
+#[path = "dataset/mod.rs"]
+mod dataset;
 #[path = "escalations/mod.rs"]
 mod escalations;
+#[path = "evals/mod.rs"]
+mod evals;
 #[path = "feedback/mod.rs"]
 mod feedback;
 #[path = "keys/mod.rs"]
