@@ -30,6 +30,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Named guard policies, compiled; `default` (every scanner) is always there.
     pub guards: BTreeMap<String, std::sync::Arc<gardefou_guard::Policy>>,
+    /// The first 12 hex digits of the SHA-256 of the config text: names what is deployed (an
+    /// eval run's `release`).
+    pub revision: String,
 }
 
 impl Config {
@@ -381,6 +384,75 @@ pub struct RouteConfig {
     pub limits: RateLimits,
     pub guards: RouteGuards,
     pub escalation: EscalationRules,
+    /// Online quality: a sample of this route's answers scored by a judge route.
+    pub quality: Option<QualitySampling>,
+    /// Eval suites replayed against this route on a schedule.
+    pub evals: Vec<ScheduledSuite>,
+}
+
+/// `[routes.x.quality]`: which share of a route's answers a judge route scores, off the hot path,
+/// and on what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualitySampling {
+    /// The fraction of answered requests scored, in (0, 1].
+    pub sample: f64,
+    /// The route that judges (never the route itself).
+    pub judge: String,
+    pub checks: Vec<QualityCheck>,
+    /// A check passes when its score is at least this.
+    pub threshold: f64,
+    /// What `compliance` checks the answer against.
+    pub policy: Option<String>,
+}
+
+/// What the judge scores an answer on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QualityCheck {
+    /// The answer addresses the question.
+    Relevance,
+    /// Every claim is supported by the context the request carried (judged only when it carried
+    /// one); failures are the hallucination rate.
+    Groundedness,
+    /// The answer follows the route's policy.
+    Compliance,
+}
+
+impl QualityCheck {
+    pub const ALL: [QualityCheck; 3] =
+        [QualityCheck::Relevance, QualityCheck::Groundedness, QualityCheck::Compliance];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QualityCheck::Relevance => "relevance",
+            QualityCheck::Groundedness => "groundedness",
+            QualityCheck::Compliance => "compliance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QualityCheck> {
+        QualityCheck::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// `[[routes.x.evals]]`: a suite the server runs against the route on a cron schedule.
+#[derive(Debug, Clone)]
+pub struct ScheduledSuite {
+    /// The suite file, relative paths resolved against the config file's folder.
+    pub suite: std::path::PathBuf,
+    /// The schedule as written (5 fields, or 6–7 with seconds first), UTC.
+    pub schedule: String,
+    pub cron: cron::Schedule,
+    /// Posted a JSON notice when a run regresses or fails its thresholds.
+    pub webhook: Option<String>,
+    pub concurrency: u32,
+}
+
+impl ScheduledSuite {
+    /// The first fire strictly after `after_ms` (unix milliseconds), in unix milliseconds.
+    pub fn next_after_ms(&self, after_ms: i64) -> Option<i64> {
+        let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(after_ms)?;
+        self.cron.after(&t).next().map(|d| d.timestamp_millis())
+    }
 }
 
 /// When a route hands the conversation to a human, and what the client gets meanwhile.

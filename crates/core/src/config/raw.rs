@@ -208,6 +208,30 @@ pub struct RawRoute {
     pub limits: Option<RawRateLimits>,
     pub guards: Option<RawRouteGuards>,
     pub escalation: Option<RawEscalation>,
+    pub quality: Option<RawQuality>,
+    #[serde(default)]
+    pub evals: Vec<RawScheduledSuite>,
+}
+
+/// `quality = { sample = 0.05, judge = "judge", checks = ["relevance"], threshold = 0.5, policy = "…" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuality {
+    pub sample: Spanned<f64>,
+    pub judge: Option<Spanned<String>>,
+    pub checks: Option<Vec<Spanned<String>>>,
+    pub threshold: Option<Spanned<f64>>,
+    pub policy: Option<Spanned<String>>,
+}
+
+/// `[[routes.x.evals]] suite = "evals/support.toml", schedule = "0 */6 * * *"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduledSuite {
+    pub suite: Spanned<String>,
+    pub schedule: Spanned<String>,
+    pub webhook: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<i64>>,
 }
 
 /// `escalation = { answer = "…{id}…", on_refusal = true, patterns = ["(?i)i don't know"] }`.

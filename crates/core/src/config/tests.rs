@@ -268,3 +268,82 @@ fn a_local_model_file_that_is_missing_or_not_gguf_is_an_error_at_its_path() {
         error_of("[providers.demo]\nkind = \"mock\"\n[models.m]\nprovider = \"demo\"\npath = \"x.gguf\"\n");
     assert_eq!((e.line, e.path.as_str()), (5, "models.m.path"));
 }
+
+#[test]
+fn quality_sampling_and_scheduled_suites_resolve_with_defaults() {
+    let text = "[providers.demo]\nkind = \"mock\"\n[models.m]\nprovider = \"demo\"\n\
+        [routes.judge]\ntargets = [{ model = \"m\" }]\n\
+        [routes.r]\ntargets = [{ model = \"m\" }]\nquality = { sample = 0.25, policy = \"No refunds.\" }\n\
+        [[routes.r.evals]]\nsuite = \"evals/support.toml\"\nschedule = \"0 */6 * * *\"\n\
+        [[routes.r.evals]]\nsuite = \"/abs/nightly.toml\"\nschedule = \"*/5 * * * * *\"\nwebhook = \"http://127.0.0.1:9/h\"\nconcurrency = 2\n";
+    let c = Config::parse(text, "conf/gardefou.toml").unwrap();
+    let r = &c.routes["r"];
+    let q = r.quality.as_ref().unwrap();
+    assert_eq!((q.sample, q.judge.as_str(), q.threshold), (0.25, "judge", 0.5));
+    assert_eq!(q.checks, [QualityCheck::Relevance, QualityCheck::Groundedness, QualityCheck::Compliance]);
+    assert_eq!(r.evals.len(), 2);
+    assert_eq!(r.evals[0].suite, std::path::Path::new("conf/evals/support.toml"), "relative to the config");
+    assert_eq!(r.evals[1].suite, std::path::Path::new("/abs/nightly.toml"));
+    assert_eq!((r.evals[0].concurrency, r.evals[1].concurrency), (4, 2));
+    // 2026-12-04 10:07:00 UTC → the next 6-hourly fire is 12:00; the seconds schedule fires at :05.
+    let t = 1_796_378_820_000;
+    assert_eq!(r.evals[0].next_after_ms(t), Some(1_796_385_600_000));
+    assert_eq!(r.evals[1].next_after_ms(t), Some(t + 5_000));
+    assert_eq!(c.revision.len(), 12);
+    assert_ne!(c.revision, Config::parse(&format!("{text}\n# edited\n"), "x").unwrap().revision);
+}
+
+#[test]
+fn bad_quality_and_schedule_settings_are_errors_at_their_position() {
+    let base = "[providers.demo]\nkind = \"mock\"\n[models.m]\nprovider = \"demo\"\n[routes.judge]\ntargets = [{ model = \"m\" }]\n[routes.r]\ntargets = [{ model = \"m\" }]\n";
+    let cases = [
+        ("quality = { sample = 0 }\n", "routes.r.quality.sample", "not in (0, 1]"),
+        (
+            "quality = { sample = 0.1, judge = \"ghost\" }\n",
+            "routes.r.quality.judge",
+            "unknown route `ghost`",
+        ),
+        ("quality = { sample = 0.1, judge = \"r\" }\n", "routes.r.quality.judge", "cannot judge itself"),
+        (
+            "quality = { sample = 0.1, checks = [\"tone\"] }\n",
+            "routes.r.quality.checks",
+            "unknown check `tone`",
+        ),
+        (
+            "quality = { sample = 0.1, checks = [\"compliance\"] }\n",
+            "routes.r.quality.checks",
+            "needs the route's `policy`",
+        ),
+        ("quality = { sample = 0.1, threshold = 2.0 }\n", "routes.r.quality.threshold", "not in [0, 1]"),
+        (
+            "[[routes.r.evals]]\nsuite = \"s.toml\"\nschedule = \"every hour\"\n",
+            "routes.r.evals[0].schedule",
+            "not a cron schedule",
+        ),
+        (
+            "[[routes.r.evals]]\nsuite = \"s.toml\"\nschedule = \"61 * * * *\"\n",
+            "routes.r.evals[0].schedule",
+            "not a cron schedule",
+        ),
+        (
+            "[[routes.r.evals]]\nsuite = \"s.toml\"\nschedule = \"0 * * * *\"\nwebhook = \"ftp://x\"\n",
+            "routes.r.evals[0].webhook",
+            "not an http(s) URL",
+        ),
+        (
+            "[[routes.r.evals]]\nsuite = \"s.toml\"\nschedule = \"0 * * * *\"\nconcurrency = 0\n",
+            "routes.r.evals[0].concurrency",
+            "out of range",
+        ),
+    ];
+    for (tail, path, message) in cases {
+        let e = error_of(&format!("{base}{tail}"));
+        assert_eq!(e.path, path, "{tail}: {e}");
+        assert!(e.message.contains(message), "{tail}: {e}");
+        assert!(e.line >= 9, "{tail}: located in the route's part of the file: {e}");
+    }
+    let no_judge = "[providers.demo]\nkind = \"mock\"\n[models.m]\nprovider = \"demo\"\n[routes.r]\ntargets = [{ model = \"m\" }]\nquality = { sample = 0.1 }\n";
+    let e = error_of(no_judge);
+    assert_eq!(e.path, "routes.r.quality.judge");
+    assert_eq!(e.line, 7);
+}

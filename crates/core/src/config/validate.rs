@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::raw::{self, RawConfig};
 use super::*;
 
+mod evals;
 mod guards;
 mod limits;
 mod providers;
@@ -105,11 +106,23 @@ impl Cx<'_> {
             let mut cfg = self.route(name, r, &models)?;
             cfg.guards =
                 self.route_guards(&format!("routes.{}", name.get_ref()), r.guards.as_ref(), &guards)?;
+            cfg.quality = self.quality(name.get_ref(), r.quality.as_ref(), &raw.routes)?;
+            cfg.evals = self.scheduled_suites(name.get_ref(), &r.evals)?;
             routes.insert(name.get_ref().clone(), cfg);
         }
         let telemetry = raw.telemetry.as_ref().map(|t| self.telemetry(t)).transpose()?;
         let limits = self.limits(&raw.limits, &raw.store.redis_url, &raw.teams, &raw.budgets, &raw.routes)?;
-        Ok(Config { server, store, providers, models, routes, telemetry, limits, guards })
+        Ok(Config {
+            server,
+            store,
+            providers,
+            models,
+            routes,
+            telemetry,
+            limits,
+            guards,
+            revision: revision(self.text),
+        })
     }
 
     fn server(&self, s: &raw::RawServer) -> R<ServerConfig> {
@@ -364,6 +377,8 @@ impl Cx<'_> {
             limits,
             guards: RouteGuards::default(),
             escalation: self.escalation(&format!("{path}.escalation"), r.escalation.as_ref())?,
+            quality: None,
+            evals: Vec::new(),
             reject_unsupported,
             store_bodies,
             name: name.get_ref().clone(),
@@ -376,6 +391,12 @@ impl Cx<'_> {
             breaker,
         })
     }
+}
+
+/// The first 12 hex digits of the text's SHA-256.
+fn revision(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 fn hint_known<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
