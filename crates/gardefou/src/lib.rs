@@ -10,6 +10,7 @@ pub mod control;
 pub mod eval;
 pub mod limits;
 pub mod pipeline;
+pub mod quality;
 pub mod runtime;
 pub mod server;
 pub mod state;

@@ -64,8 +64,10 @@ struct Inner {
     reload_lock: tokio::sync::Mutex<()>,
     keys: KeyTable,
     limits: Limits,
-    /// Stops the background tasks (key refresh) at shutdown.
+    /// Stops the background tasks (key refresh, eval schedules, the quality worker) at shutdown.
     stop: CancellationToken,
+    /// Sampled answers waiting for the quality judge.
+    quality: crate::quality::Queue,
 }
 
 impl AppState {
@@ -96,6 +98,7 @@ impl AppState {
                 keys,
                 limits,
                 stop,
+                quality: crate::quality::Queue::default(),
             }),
         }
     }
@@ -134,6 +137,16 @@ impl AppState {
     /// `store.redis_url` needs a restart).
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The queue of answers sampled for online quality.
+    pub fn quality(&self) -> &crate::quality::Queue {
+        &self.inner.quality
+    }
+
+    /// Cancelled at shutdown: background tasks stop on it.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.inner.stop.clone()
     }
 
     /// Stops the background tasks and drains the recorder (every recorded inference written or

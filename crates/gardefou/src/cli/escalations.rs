@@ -52,6 +52,9 @@ pub enum EscalationsCommand {
     /// Close an escalation.
     Close { id: String },
     /// Write answered escalations as eval cases, one JSON object per line.
+    ///
+    /// `eval run` does not read these lines: `gardefou eval export --from escalations` writes the
+    /// same escalations as a suite it runs unchanged.
     Export {
         /// answered, closed, or all (only escalations with an answer are written)
         #[arg(long, default_value = "answered")]

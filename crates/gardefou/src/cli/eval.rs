@@ -1,19 +1,18 @@
 //! `gardefou eval run SUITE` (the release gate: exit 0 when every threshold holds, 1 when one
-//! fails, 2 for a usage or suite error, 130 when interrupted) and `gardefou eval compare A B`.
+//! fails, 2 for a usage or suite error, 130 when interrupted; the run is stored) and
+//! `gardefou eval compare A B` (report files or stored run ids).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use gardefou_core::config::{Config, Price};
 use gardefou_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::eval::run::{Options, Similarity, DEFAULT_JUDGE_ROUTE};
+use crate::eval::run::{Options, DEFAULT_JUDGE_ROUTE};
 use crate::eval::suite::Assertion;
 use crate::eval::{compare, report, run, Report, Suite};
 use crate::state::AppState;
@@ -28,14 +27,23 @@ pub struct EvalArgs {
 pub enum EvalCommand {
     /// Run a suite through the gateway: exit 0 if every threshold holds, 1 if not, 2 on a bad suite.
     Run(RunArgs),
-    /// Compare two `--json` reports: regressions, fixes, pass-rate difference, score deltas.
+    /// Compare two runs (`--json` report files or stored run ids): regressions, fixes,
+    /// pass-rate difference, score deltas. Exit 1 when a case regressed.
     Compare {
-        a: PathBuf,
-        b: PathBuf,
+        a: String,
+        b: String,
         /// The comparison as JSON
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        store: super::keys::StoreArgs,
     },
+    /// Stored runs, newest first: CLI runs, scheduled replays and uploaded reports.
+    Runs(super::eval_runs::RunsArgs),
+    /// One stored run: its summary table, or its full JSON report.
+    Show(super::eval_runs::ShowArgs),
+    /// Write stored inferences or answered escalations as a suite `eval run` runs unchanged.
+    Export(super::eval_export::ExportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -48,7 +56,7 @@ pub struct RunArgs {
     /// A running gardefou to send the cases to [default: one started in-process from the config]
     #[arg(long)]
     pub url: Option<String>,
-    /// The API key sent as `Authorization: Bearer`
+    /// With --url: the API key sent as `Authorization: Bearer`
     #[arg(long, env = "GARDEFOU_API_KEY", hide_env_values = true)]
     pub key: Option<String>,
     /// Requests in flight at once
@@ -66,6 +74,12 @@ pub struct RunArgs {
     /// Config file of the in-process gateway (with --url: only for prices) [default: as for `serve`]
     #[arg(long, short, env = "GARDEFOU_CONFIG")]
     pub config: Option<PathBuf>,
+    /// With --url: an admin credential (operator or admin) to store the run on that gateway
+    #[arg(long, env = "GARDEFOU_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Do not store the run (in-process: in the config's store; with --url: on the gateway)
+    #[arg(long)]
+    pub no_store: bool,
 }
 
 const USAGE_ERROR: u8 = 2;
@@ -74,21 +88,24 @@ const INTERRUPTED: u8 = 130;
 pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         EvalCommand::Run(args) => eval_run(args).await,
-        EvalCommand::Compare { a, b, json } => Ok(eval_compare(&a, &b, json)),
+        EvalCommand::Compare { a, b, json, store } => eval_compare(&a, &b, json, store).await,
+        EvalCommand::Runs(args) => super::eval_runs::runs(args).await,
+        EvalCommand::Show(args) => super::eval_runs::show(args).await,
+        EvalCommand::Export(args) => super::eval_export::run(args).await,
     }
 }
 
-fn read_report(path: &Path) -> Result<Report, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: not an eval report: {e}", path.display()))
-}
-
-fn eval_compare(a: &Path, b: &Path, json: bool) -> ExitCode {
-    let (ra, rb) = match (read_report(a), read_report(b)) {
-        (Ok(ra), Ok(rb)) => (ra, rb),
-        (Err(e), _) | (_, Err(e)) => {
+async fn eval_compare(
+    a: &str,
+    b: &str,
+    json: bool,
+    store: super::keys::StoreArgs,
+) -> anyhow::Result<ExitCode> {
+    let (ra, rb) = match super::eval_runs::load_pair(a, b, store).await {
+        Ok(pair) => pair,
+        Err(e) => {
             eprintln!("gardefou: {e}");
-            return ExitCode::from(USAGE_ERROR);
+            return Ok(ExitCode::from(USAGE_ERROR));
         }
     };
     let c = compare::compare(&ra, &rb);
@@ -97,11 +114,7 @@ fn eval_compare(a: &Path, b: &Path, json: bool) -> ExitCode {
     } else {
         print!("{}", compare::render(&c));
     }
-    if c.regressions.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    Ok(if c.regressions.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The routes a suite calls, judges included.
@@ -118,33 +131,6 @@ fn routes_used(suite: &Suite, cli: Option<&str>) -> BTreeSet<String> {
     out
 }
 
-fn prices(config: &Config) -> BTreeMap<String, Price> {
-    config.models.iter().filter_map(|(name, m)| m.price.map(|p| (name.clone(), p))).collect()
-}
-
-/// The embedding similarity, loaded only when a case asks for it.
-fn similarity(suite: &Suite) -> Result<Option<Similarity>, String> {
-    let wanted = suite.cases.iter().flat_map(|c| &c.assert).any(|a| matches!(a, Assertion::Similar { .. }));
-    if !wanted {
-        return Ok(None);
-    }
-    let dir = crate::classifier::model_dir();
-    let embedder = gardefou_embed::Embedder::load(&dir).map_err(|e| {
-        format!(
-            "the `similar` assertion needs the embedding model in {}: {e}\n  hint: run scripts/fetch-models.sh, or set GARDEFOU_MODELS_DIR to the folder holding all-MiniLM-L6-v2",
-            dir.display()
-        )
-    })?;
-    let embedder = Arc::new(embedder);
-    Ok(Some(Arc::new(move |a: &str, b: &str| {
-        let v = embedder.embed(&[a, b]).map_err(|e| e.to_string())?;
-        match v.as_slice() {
-            [x, y] => Ok(f64::from(gardefou_embed::cosine(x, y))),
-            _ => Err("the embedder returned no vectors".to_owned()),
-        }
-    })))
-}
-
 async fn eval_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let file = args.suite.display().to_string();
     let suite = match Suite::load(&args.suite) {
@@ -154,7 +140,7 @@ async fn eval_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(USAGE_ERROR));
         }
     };
-    let similarity = match similarity(&suite) {
+    let similarity = match crate::eval::similarity(&suite) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("gardefou: {e}");
@@ -178,6 +164,7 @@ async fn eval_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut opts = Options {
         base: String::new(),
+        router: None,
         key: args.key.clone(),
         route: args.route.clone(),
         concurrency: args.concurrency as usize,
@@ -185,12 +172,13 @@ async fn eval_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         prices: BTreeMap::new(),
         similarity,
         target: String::new(),
+        release: None,
     };
     let report = match &args.url {
         Some(url) => {
             if args.config.is_some() {
                 match super::config_source(args.config.clone()).load() {
-                    Ok(c) => opts.prices = prices(&c),
+                    Ok(c) => opts.prices = crate::eval::prices(&c),
                     Err(e) => {
                         eprintln!("{e}");
                         return Ok(ExitCode::from(USAGE_ERROR));
@@ -199,7 +187,15 @@ async fn eval_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             opts.base = url.clone();
             opts.target = url.clone();
-            run::run(suite, &file, opts, stop.clone()).await
+            let report = run::run(suite, &file, opts, stop.clone()).await;
+            match (&args.admin_key, args.no_store) {
+                (_, true) => {}
+                (Some(admin_key), false) => super::eval_runs::upload(url, admin_key, &report).await,
+                (None, false) => eprintln!(
+                    "gardefou: the run is not stored: pass --admin-key (or GARDEFOU_ADMIN_KEY) to store it on {url}"
+                ),
+            }
+            report
         }
         None => match in_process(suite, &file, opts, &args, stop.clone()).await? {
             Some(r) => r,
@@ -242,8 +238,10 @@ fn write_reports(report: &Report, args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the gateway from the config on 127.0.0.1:0, runs the suite through it, then stops it
-/// with its records flushed. `None` after printing a config or route error (nothing sent).
+/// Builds the gateway from the config in-process and sends the cases through its router (no
+/// socket, no key), then stores the run in the config's store (unless `--no-store`) and stops
+/// the gateway with its records flushed. `None` after printing a config or route error (nothing
+/// sent).
 async fn in_process(
     suite: Suite,
     file: &str,
@@ -273,24 +271,19 @@ async fn in_process(
         );
         return Ok(None);
     }
-    opts.prices = prices(&config);
+    opts.prices = crate::eval::prices(&config);
+    opts.release = Some(config.revision.clone());
     let store = Store::connect(&config.store.database_url)
         .await
         .with_context(|| format!("cannot open the store {}", config.store.database_url))?;
     let tracker = TaskTracker::new();
     let state = AppState::new(config, source, store, tracker.clone());
-    let listener =
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on 127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    opts.base = format!("http://{addr}");
+    opts.router = Some(crate::server::app(state.clone()));
     opts.target = "in-process".to_owned();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(listener, state.clone(), async {
-        let _ = rx.await;
-    }));
     let report = run::run(suite, file, opts, stop).await;
-    let _ = tx.send(());
-    server.await.context("the in-process gateway stopped abnormally")??;
+    if !args.no_store {
+        super::eval_runs::store_locally(state.store(), &report).await;
+    }
     state.shutdown().await;
     tracker.close();
     tracker.wait().await;

@@ -1,11 +1,14 @@
 //! The command line: `serve`, `config check`, `logs`, `usage`, `keys`, `audit`, `guard check`,
-//! `escalations`, `feedback`, `eval`. Errors are one line with the reason.
+//! `escalations`, `feedback`, `eval`, `quality`. Errors are one line with the reason.
 
 mod escalations;
 mod eval;
+mod eval_export;
+mod eval_runs;
 mod feedback;
 mod guard;
 mod keys;
+mod quality;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,8 +56,11 @@ pub enum Command {
     Escalations(escalations::EscalationsArgs),
     /// Feedback attached to inferences: list one inference's scores, summarise them.
     Feedback(feedback::FeedbackArgs),
-    /// Eval suites: run one through the gateway as a release gate, compare two runs.
+    /// Eval suites: run one as a release gate, list and compare stored runs, export datasets.
     Eval(eval::EvalArgs),
+    /// Online quality rates of sampled production answers, per check (relevance, groundedness,
+    /// compliance), grouped.
+    Quality(quality::QualityArgs),
 }
 
 #[derive(Args, Debug)]
@@ -186,14 +192,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Escalations(args) => escalations::run(args).await,
         Command::Feedback(args) => feedback::run(args).await,
         Command::Eval(args) => eval::run(args).await,
+        Command::Quality(args) => quality::run(args).await,
     }
 }
 
 fn check(file: &std::path::Path) -> ExitCode {
-    match Config::load(file) {
-        Ok(c) => {
+    match Config::load(file).and_then(|c| crate::eval::check_scheduled(&c).map(|n| (c, n))) {
+        Ok((c, suites)) => {
             println!(
-                "{}: ok ({} providers, {} models, {} routes)",
+                "{}: ok ({} providers, {} models, {} routes, {suites} scheduled suites)",
                 file.display(),
                 c.providers.len(),
                 c.models.len(),
@@ -210,7 +217,7 @@ fn check(file: &std::path::Path) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let source = config_source(args.config);
-    let config = match source.load() {
+    let config = match source.load().and_then(|c| crate::eval::check_scheduled(&c).map(|_| c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

@@ -241,7 +241,8 @@ impl Queue {
     }
 }
 
-fn webhook_client() -> &'static reqwest::Client {
+/// The HTTP client of outgoing webhooks: short timeout, no redirects.
+pub(crate) fn webhook_client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()

@@ -82,6 +82,16 @@ pub struct ThresholdResult {
 pub struct Report {
     pub suite: String,
     pub file: String,
+    /// SHA-256 of the suite file.
+    #[serde(default)]
+    pub suite_hash: String,
+    /// The route every case was sent to, when one was forced (`--route`, a schedule's route).
+    #[serde(default)]
+    pub route: Option<String>,
+    /// What was deployed: the in-process gateway's config revision, or the server's own for a
+    /// scheduled run.
+    #[serde(default)]
+    pub release: Option<String>,
     /// `in-process` or the `--url` the cases were sent to.
     pub target: String,
     pub judge_prompt_version: String,
@@ -333,6 +343,9 @@ mod tests {
         let cases =
             vec![case("a<&>", &[Verdict::Pass], 1.0), case("b", &[Verdict::Fail, Verdict::Error], 1.0)];
         let report = Report {
+            suite_hash: String::new(),
+            route: None,
+            release: None,
             suite: "s\"1".into(),
             file: "f".into(),
             target: "in-process".into(),

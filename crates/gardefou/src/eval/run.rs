@@ -27,8 +27,11 @@ pub type Similarity = Arc<dyn Fn(&str, &str) -> Result<f64, String> + Send + Syn
 
 /// Where and how to run.
 pub struct Options {
-    /// The gateway's base URL (`http://host:port`).
+    /// The gateway's base URL (`http://host:port`); unused with `router`.
     pub base: String,
+    /// The gateway's own router, called in-process (no socket, no key: the requests carry the
+    /// [`crate::server::Internal`] marker). Scheduled replays run this way.
+    pub router: Option<axum::Router>,
     pub key: Option<String>,
     /// Overrides every case's route.
     pub route: Option<String>,
@@ -39,6 +42,8 @@ pub struct Options {
     pub similarity: Option<Similarity>,
     /// Named in the report: `in-process` or the URL.
     pub target: String,
+    /// The config revision of the gateway the cases go to, when known.
+    pub release: Option<String>,
 }
 
 struct Ctx {
@@ -113,6 +118,9 @@ pub async fn run(suite: Suite, file: &str, opts: Options, stop: CancellationToke
     Report {
         suite: ctx.suite.name.clone(),
         file: file.to_owned(),
+        suite_hash: ctx.suite.hash.clone(),
+        route: ctx.opts.route.clone(),
+        release: ctx.opts.release.clone(),
         target: ctx.opts.target.clone(),
         judge_prompt_version: assert::JUDGE_PROMPT_VERSION.to_owned(),
         started_at_ms,
@@ -209,27 +217,17 @@ fn eval_tags(suite: &str, case: &str, judge: bool) -> String {
 
 /// Sends a chat request, retrying transport errors and 502/503/504; the latency is the last try's.
 async fn send(ctx: &Ctx, body: &Value, tags: &str) -> Observed {
-    let url = format!("{}/v1/chat/completions", ctx.opts.base.trim_end_matches('/'));
     let mut tries = 0;
     loop {
         let start = Instant::now();
-        let mut req = ctx.client.post(&url).header("x-gardefou-tags", tags).json(body);
-        if let Some(key) = &ctx.opts.key {
-            req = req.bearer_auth(key);
-        }
-        let result = match req.send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                let (id, model) = (header(crate::server::INFERENCE_ID), header("x-gardefou-model"));
-                resp.bytes().await.map(|b| (status, id, model, b))
-            }
-            Err(e) => Err(e),
+        let result = match &ctx.opts.router {
+            Some(router) => crate::server::call_internal(router, "/v1/chat/completions", body, tags).await,
+            None => send_http(ctx, body, tags).await,
         };
         let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
         let retryable = match &result {
             Err(_) => true,
-            Ok((status, ..)) => matches!(status, 502..=504),
+            Ok(a) => matches!(a.status, 502..=504),
         };
         if retryable && tries < RETRIES {
             tries += 1;
@@ -240,12 +238,27 @@ async fn send(ctx: &Ctx, body: &Value, tags: &str) -> Observed {
             Err(e) => {
                 Observed { latency_ms, error: Some(format!("request failed: {e}")), ..Observed::default() }
             }
-            Ok((status, inference_id, model, bytes)) => {
-                let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                observe(&v, status, latency_ms, inference_id, model, &ctx.opts.prices)
+            Ok(a) => {
+                let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+                observe(&v, a.status, latency_ms, a.inference_id, a.model, &ctx.opts.prices)
             }
         };
     }
+}
+
+/// One HTTP request: (status, inference id, answering model, body) or why it failed.
+async fn send_http(ctx: &Ctx, body: &Value, tags: &str) -> Result<crate::server::Answer, String> {
+    let url = format!("{}/v1/chat/completions", ctx.opts.base.trim_end_matches('/'));
+    let mut req = ctx.client.post(&url).header("x-gardefou-tags", tags).json(body);
+    if let Some(key) = &ctx.opts.key {
+        req = req.bearer_auth(key);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (inference_id, model) = (header(crate::server::INFERENCE_ID), header("x-gardefou-model"));
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    Ok(crate::server::Answer { status, inference_id, model, body })
 }
 
 /// Reads an OpenAI chat response (or error) into what the assertions look at.

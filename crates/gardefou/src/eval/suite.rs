@@ -23,6 +23,9 @@ pub struct Suite {
     #[serde(default)]
     pub thresholds: Thresholds,
     pub cases: Vec<Case>,
+    /// SHA-256 (hex) of the suite's text: tells runs of different versions of a suite apart.
+    #[serde(skip)]
+    pub hash: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -174,6 +177,11 @@ impl Suite {
             err(file, text, at, &case, e.message().trim().replace('\n', ": "))
         })?;
         suite.validate(text, file)?;
+        let mut suite = suite;
+        suite.hash = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        };
         Ok(suite)
     }
 

@@ -169,6 +169,7 @@ pub async fn chat(
     inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
     inflight.capture_input(&req.messages);
     inflight.keep_request(route.config.store_bodies, req);
+    inflight.sample_quality(&route.config, req);
     let deadline = Instant::now() + route.config.timeouts.total;
     let metrics = inflight_metrics(inflight);
     let traces = inflight.traces().clone();
@@ -240,6 +241,7 @@ pub async fn chat_stream(
     inflight.set_params(req.max_completion_tokens.or(req.max_tokens), req.temperature);
     inflight.capture_input(&req.messages);
     inflight.keep_request(route.config.store_bodies, req);
+    inflight.sample_quality(&route.config, req);
     let deadline = Instant::now() + route.config.timeouts.total;
     let metrics = inflight_metrics(inflight);
     let traces = inflight.traces().clone();

@@ -36,6 +36,8 @@ pub struct Caller {
     /// W3C trace context sent by the client (`traceparent`, `tracestate`).
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
+    /// A call gardefou made to itself (a scheduled eval, a quality judge).
+    pub internal: bool,
 }
 
 /// Mutable access to the caller's tags of an in-flight record.
@@ -70,6 +72,12 @@ pub struct Inflight {
     headers: Vec<(&'static str, String)>,
     /// The caller asked for a human.
     escalate_requested: bool,
+    /// A call gardefou made to itself: never sampled for online quality.
+    internal: bool,
+    /// The request's `context` documents (the field is gardefou's, taken off the request).
+    context: Vec<String>,
+    /// What the quality judge will need, when this request was sampled.
+    quality: Option<Box<crate::quality::Pending>>,
 }
 
 /// How an answer ended, for the record.
@@ -138,7 +146,26 @@ impl Inflight {
             reservation: None,
             headers: Vec::new(),
             escalate_requested: caller.escalate,
+            internal: caller.internal,
+            context: Vec::new(),
+            quality: None,
         }
+    }
+
+    /// Keeps the request's `context` documents for the quality judge.
+    pub fn set_context(&mut self, context: Vec<String>) {
+        self.context = context;
+    }
+
+    /// Draws this request into the route's online-quality sample. Calls gardefou makes itself
+    /// and eval traffic (tagged `eval_suite`) are never sampled.
+    pub fn sample_quality(&mut self, route: &gardefou_core::config::RouteConfig, req: &ChatRequest) {
+        let Some(q) = &route.quality else { return };
+        let eval = self.rec.as_ref().is_some_and(|r| r.tags.contains_key("eval_suite"));
+        if self.internal || eval || rand::random::<f64>() >= q.sample {
+            return;
+        }
+        self.quality = Some(Box::new(crate::quality::Pending::new(q, req, &self.context)));
     }
 
     /// Takes the span ids for the provider calls; give them back with `put_trace`.
@@ -184,12 +211,17 @@ impl Inflight {
 
     /// Whether the answer text is wanted (span content or a stored body).
     pub fn captures_output(&self) -> bool {
-        self.bodies.is_some() || (self.trace.is_some() && self.app.traces().capture_content())
+        self.bodies.is_some()
+            || self.quality.is_some()
+            || (self.trace.is_some() && self.app.traces().capture_content())
     }
 
     /// Keeps a streamed answer for the span (when `capture_content` is on) and as the response
     /// body (when the request body was kept).
     pub fn capture_output(&mut self, text: &str, finish: Option<FinishReason>) {
+        if let Some(q) = &mut self.quality {
+            q.answer = Some(text.to_owned());
+        }
         if self.trace.is_some() && self.app.traces().capture_content() {
             let v = [genai_message(Role::Assistant, text, finish)];
             self.content.1 = serde_json::to_string(&v).ok();
@@ -401,6 +433,18 @@ impl Inflight {
             m.errors().get_or_create(&ErrorLabels { route, kind: "client_closed" }).inc();
         }
         m.latency().get_or_create(&labels).observe(latency);
+        if let Some(pending) = self.quality.take().filter(|q| status == 200 && q.answer.is_some()) {
+            let job = crate::quality::Job {
+                pending: *pending,
+                inference_id: rec.id.clone(),
+                route: rec.route.clone(),
+                model: rec.model.clone(),
+                provider: rec.provider.clone(),
+                team: rec.team.clone(),
+                product: rec.product.clone(),
+            };
+            self.app.quality().offer(job, m);
+        }
         if let Some(t) = self.ttft {
             m.ttft().get_or_create(&labels).observe(t);
         }

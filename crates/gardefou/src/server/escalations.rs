@@ -154,7 +154,8 @@ pub async fn close(
 }
 
 /// `GET /admin/escalations/export?status=answered`: one eval case per line
-/// (`control::escalations::export_case`), for escalations that carry an answer.
+/// (`control::escalations::export_case`), for escalations that carry an answer. `eval run` does
+/// not read these lines: `gardefou eval export --from escalations` writes a suite it runs.
 pub async fn export(
     State(state): State<AppState>,
     headers: HeaderMap,

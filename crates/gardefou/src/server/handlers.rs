@@ -48,6 +48,21 @@ fn fail(inflight: Inflight, e: Error) -> Response {
     with_header(ApiError(e).into_response(), INFERENCE_ID, &id)
 }
 
+/// The request's `context` field (gardefou's own: the documents an answer should be grounded in,
+/// for the quality judge): a string or an array of strings. It is not sent upstream.
+fn take_context(v: Option<serde_json::Value>) -> Result<Vec<String>, Error> {
+    let bad = || Error::invalid_param("`context` must be a string or an array of strings", "context");
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::String(s)) => Ok(vec![s]),
+        Some(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .map(|i| if let serde_json::Value::String(s) = i { Ok(s) } else { Err(bad()) })
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
 /// Moves the request's `metadata` into the caller's tags (validated, bounded).
 fn take_metadata(
     req_meta: Option<serde_json::Map<String, serde_json::Value>>,
@@ -100,6 +115,10 @@ pub async fn chat_completions(
     };
     if let Err(e) = take_metadata(req.metadata.take(), inflight.caller_mut()) {
         return fail(inflight, e);
+    }
+    match take_context(req.extra.remove("context")) {
+        Ok(c) => inflight.set_context(c),
+        Err(e) => return fail(inflight, e),
     }
     inflight.set_end_user(req.user.as_deref());
     let inference_id = inflight.id().to_owned();

@@ -1,6 +1,6 @@
 //! `GET /admin/inferences/{id}`: one inference record, with its request and response bodies
-//! when its route keeps them (`store_bodies`). Viewers and up; a team-scoped caller sees only
-//! its team's inferences.
+//! when its route keeps them (`store_bodies`) and its online quality scores when it was
+//! sampled. Viewers and up; a team-scoped caller sees only its team's inferences.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -22,7 +22,19 @@ pub async fn get(
     let who = authorize(&state, &headers, Need::Read)?;
     match state.store().get_inference(&id).await {
         // Another team's inference is as unknown as a missing one.
-        Ok(Some(rec)) if who.covers(rec.team.as_deref()) => Ok(Json(record_json(&rec))),
+        Ok(Some(rec)) if who.covers(rec.team.as_deref()) => {
+            let mut v = record_json(&rec);
+            match state.store().list_quality_scores(&id).await {
+                Ok(scores) if !scores.is_empty() => {
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("quality".to_owned(), serde_json::to_value(scores).unwrap_or_default());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(kind = e.kind(), error = %e, "quality scores lookup failed"),
+            }
+            Ok(Json(v))
+        }
         Ok(_) => Err(Error::NotFound {
             message: format!("no inference `{id}` (unknown, not written yet, or expired)"),
             param: Some("id".to_owned()),

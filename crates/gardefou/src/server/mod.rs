@@ -9,6 +9,7 @@ mod admin;
 mod anthropic;
 mod error;
 mod escalations;
+mod evals;
 mod extract;
 mod feedback;
 mod handlers;
@@ -30,6 +31,8 @@ pub use error::ApiError;
 use crate::state::AppState;
 
 pub const REQUEST_ID: &str = "x-request-id";
+/// Body size limit of an answer read back by an internal call.
+const INTERNAL_ANSWER_LIMIT: usize = 16 << 20;
 pub const INFERENCE_ID: &str = "x-gardefou-inference-id";
 
 pub fn app(state: AppState) -> Router {
@@ -64,10 +67,55 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/feedback", post(feedback::post))
         .route("/admin/feedback", get(feedback::list))
         .route("/admin/feedback/summary", get(feedback::summary))
+        .route("/admin/evals/runs", get(evals::list).post(evals::post))
+        .route("/admin/evals/runs/{id}", get(evals::get))
+        .route("/admin/quality", get(evals::quality))
         .fallback(handlers::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(admin::panic_response))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Marks a request gardefou makes to itself (a scheduled eval, a quality judge): it passes
+/// authentication without a key and is never sampled for online quality. It is a request
+/// extension, which no client can set.
+#[derive(Clone, Copy, Debug)]
+pub struct Internal;
+
+/// An answer to an internal call.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// `x-gardefou-inference-id`.
+    pub inference_id: Option<String>,
+    /// `x-gardefou-model`: the model that answered.
+    pub model: Option<String>,
+    pub body: bytes::Bytes,
+}
+
+/// POSTs `body` to `path` on the gateway's own router, in-process: the full pipeline (routing,
+/// guards, limits, recording) without a socket. `tags` become `x-gardefou-tags`.
+pub async fn call_internal(
+    router: &Router,
+    path: &str,
+    body: &serde_json::Value,
+    tags: &str,
+) -> Result<Answer, String> {
+    use tower::ServiceExt;
+    let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    let mut req = axum::http::Request::post(path)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .header("x-gardefou-tags", tags)
+        .body(axum::body::Body::from(bytes))
+        .map_err(|e| e.to_string())?;
+    req.extensions_mut().insert(Internal);
+    let Ok(resp) = router.clone().oneshot(req).await;
+    let (parts, body) = resp.into_parts();
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (inference_id, model, status) =
+        (header(INFERENCE_ID), header("x-gardefou-model"), parts.status.as_u16());
+    let body = axum::body::to_bytes(body, INTERNAL_ANSWER_LIMIT).await.map_err(|e| e.to_string())?;
+    Ok(Answer { status, inference_id, model, body })
 }
 
 async fn request_id(mut req: Request, next: Next) -> Response {
@@ -108,7 +156,12 @@ pub async fn serve(
         .await;
     let grace = state.runtime().config.server.shutdown_grace;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+    // Background work that calls the gateway itself, in-process: scheduled eval suites and the
+    // online quality judge.
+    let router = app(state.clone());
+    crate::eval::schedule::start(&state, router.clone());
+    state.quality().start(&state, router.clone());
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });

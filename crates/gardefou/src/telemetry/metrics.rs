@@ -42,6 +42,11 @@ pub const ESCALATIONS_OPEN: &str = "gardefou_escalations_open";
 pub const ESCALATION_OLDEST_OPEN_AGE: &str = "gardefou_escalation_oldest_open_age_seconds";
 pub const ESCALATION_TIME_TO_ANSWER: &str = "gardefou_escalation_time_to_answer_seconds";
 pub const FEEDBACK: &str = "gardefou_feedback";
+pub const EVAL_RUNS: &str = "gardefou_eval_runs";
+pub const EVAL_PASS_RATE: &str = "gardefou_eval_pass_rate";
+pub const EVAL_REGRESSIONS: &str = "gardefou_eval_regressions";
+pub const QUALITY_CHECKS: &str = "gardefou_quality_checks";
+pub const QUALITY_DROPPED: &str = "gardefou_quality_samples_dropped";
 /// Distinct feedback names counted under their own label; later names count as `other`.
 pub const MAX_FEEDBACK_NAMES: usize = 100;
 
@@ -139,6 +144,40 @@ pub struct TargetLabels {
     pub model: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvalLabels {
+    /// Suite names come from the config's scheduled suites: bounded.
+    pub suite: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvalRunLabels {
+    pub suite: String,
+    pub route: String,
+    /// `passed`; `regressed` (a case that passed in the previous run fails); `failed` (a
+    /// threshold failed, with no new regression); `interrupted`; `error` (the suite could not
+    /// be read).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QualityLabels {
+    pub route: String,
+    pub model: String,
+    pub product: String,
+    /// `relevance`, `groundedness`, `compliance`.
+    pub check: &'static str,
+    /// `pass`, `fail`, or `error` (the judge gave no usable verdict).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    /// `queue_full` or `shutdown`.
+    pub reason: &'static str,
+}
+
 /// All metrics of the process. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -178,6 +217,11 @@ struct Inner {
     escalation_time_to_answer: Histogram,
     feedback: Family<FeedbackLabels, Counter>,
     feedback_names: std::sync::Mutex<std::collections::HashSet<String>>,
+    eval_runs: Family<EvalRunLabels, Counter>,
+    eval_pass_rate: Family<EvalLabels, Gauge<f64, AtomicU64>>,
+    eval_regressions: Family<EvalLabels, Counter>,
+    quality_checks: Family<QualityLabels, Counter>,
+    quality_dropped: Family<DropLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -331,6 +375,36 @@ impl Metrics {
         );
         let feedback = Family::<FeedbackLabels, Counter>::default();
         registry.register(FEEDBACK, "Feedback scores attached to inferences", feedback.clone());
+        let eval_runs = Family::<EvalRunLabels, Counter>::default();
+        registry.register(EVAL_RUNS, "Scheduled eval suite runs, by result", eval_runs.clone());
+        let eval_pass_rate = Family::<EvalLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            EVAL_PASS_RATE,
+            "Pass rate of the last scheduled run of a suite",
+            eval_pass_rate.clone(),
+        );
+        let eval_regressions = Family::<EvalLabels, Counter>::default();
+        registry.register(
+            EVAL_REGRESSIONS,
+            "Cases that passed in a suite's previous run and failed in the next",
+            eval_regressions.clone(),
+        );
+        let quality_checks = Family::<QualityLabels, Counter>::default();
+        registry.register(
+            QUALITY_CHECKS,
+            "Online quality checks of sampled answers by the judge route, by result",
+            quality_checks.clone(),
+        );
+        let quality_dropped = Family::<DropLabels, Counter>::default();
+        for reason in ["queue_full", "shutdown"] {
+            // Known from the start, so a scrape shows 0 rather than nothing.
+            let _ = quality_dropped.get_or_create(&DropLabels { reason });
+        }
+        registry.register(
+            QUALITY_DROPPED,
+            "Answers sampled for online quality that were never judged",
+            quality_dropped.clone(),
+        );
         last_reload_ok.set(1);
         Metrics {
             inner: Arc::new(Inner {
@@ -366,6 +440,11 @@ impl Metrics {
                 escalation_time_to_answer,
                 feedback,
                 feedback_names: std::sync::Mutex::default(),
+                eval_runs,
+                eval_pass_rate,
+                eval_regressions,
+                quality_checks,
+                quality_dropped,
             }),
         }
     }
@@ -451,6 +530,22 @@ impl Metrics {
             }
         };
         self.inner.feedback.get_or_create(&FeedbackLabels { name, kind, source }).inc();
+    }
+
+    pub fn eval_runs(&self) -> &Family<EvalRunLabels, Counter> {
+        &self.inner.eval_runs
+    }
+    pub fn eval_pass_rate(&self) -> &Family<EvalLabels, Gauge<f64, AtomicU64>> {
+        &self.inner.eval_pass_rate
+    }
+    pub fn eval_regressions(&self) -> &Family<EvalLabels, Counter> {
+        &self.inner.eval_regressions
+    }
+    pub fn quality_checks(&self) -> &Family<QualityLabels, Counter> {
+        &self.inner.quality_checks
+    }
+    pub fn quality_dropped(&self, reason: &'static str) -> Counter {
+        self.inner.quality_dropped.get_or_create(&DropLabels { reason }).clone()
     }
 
     /// Copies the limit counters' backend health in (before rendering).

@@ -464,6 +464,30 @@ guards = { input = "dash", output = "dash" }
 [routes.escalating]
 targets = [{ model = "polite" }]
 guards = { input = "esc" }
+[models.verdict]
+provider = "demo"
+mock = { mode = "fixed", text = "{\"score\": 0.9, \"reasoning\": \"fine\"}" }
+[routes.judge]
+targets = [{ model = "verdict" }]
+[models.harsh-verdict]
+provider = "demo"
+mock = { mode = "fixed", text = "{\"score\": 0.1, \"reasoning\": \"off-topic\"}" }
+[models.rambling-verdict]
+provider = "demo"
+mock = { mode = "fixed", text = "What a lovely answer!" }
+[routes.harsh-judge]
+targets = [{ model = "harsh-verdict" }]
+[routes.rambling-judge]
+targets = [{ model = "rambling-verdict" }]
+[routes.judged]
+targets = [{ model = "polite" }]
+quality = { sample = 1.0, checks = ["relevance", "groundedness"] }
+[routes.judged-harshly]
+targets = [{ model = "polite" }]
+quality = { sample = 1.0, judge = "harsh-judge", checks = ["groundedness"] }
+[routes.judged-badly]
+targets = [{ model = "polite" }]
+quality = { sample = 1.0, judge = "rambling-judge", checks = ["relevance"] }
 [budgets.dear2-daily]
 scope = "route:dear2"
 limit_usd = 0.5
@@ -479,10 +503,19 @@ fn rewrite_config(gw: &Gateway, text: &str) {
     std::fs::write(&gw.config_path, text).unwrap();
 }
 
+/// A suite the traffic config replays every second on `chat` (scheduled eval metrics).
+fn scheduled_suite() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("gardefou-dashboards-suite-{}.toml", std::process::id()));
+    let suite = "name = \"smoke\"\n[defaults]\nroute = \"chat\"\n[[cases]]\nid = \"hi\"\nprompt = \"hi\"\nassert = [{ type = \"latency_ms\", max = 60000 }]\n";
+    std::fs::write(&path, suite).unwrap();
+    path
+}
+
 /// The traffic config, with a provider in front of `cache`.
 fn config_with(cache: &Upstream) -> String {
     format!(
-        "{CONFIG}\n[providers.cache]\nkind = \"openai_compatible\"\nbase_url = \"{}\"\n[models.cached]\nprovider = \"cache\"\nprice = {{ input = 1.0, cached_input = 0.1, output = 2.0 }}\n[routes.cached]\ntargets = [{{ model = \"cached\" }}]\n",
+        "{CONFIG}\n[[routes.chat.evals]]\nsuite = \"{}\"\nschedule = \"* * * * * *\"\n[providers.cache]\nkind = \"openai_compatible\"\nbase_url = \"{}\"\n[models.cached]\nprovider = \"cache\"\nprice = {{ input = 1.0, cached_input = 0.1, output = 2.0 }}\n[routes.cached]\ntargets = [{{ model = \"cached\" }}]\n",
+        scheduled_suite().display(),
         cache.base
     )
 }
@@ -535,6 +568,12 @@ async fn drive_traffic(gw: &Gateway, cache: &Upstream) -> u64 {
     expect(400, gw.chat(say("guarded", key)).await.status(), "a guard block");
     expect(200, gw.chat(say("escalating", "call me at ana@example.com")).await.status(), "an escalation");
     expect(200, gw.chat(hello("cached")).await.status(), "a prompt-cache hit");
+    // Online quality: a pass (with context: groundedness too), a fail, a judge error.
+    for route in ["judged", "judged-harshly", "judged-badly"] {
+        let mut body = hello(route);
+        body["context"] = json!(["Greetings are answered politely."]);
+        expect(200, gw.chat(body).await.status(), "an answer sampled for online quality");
+    }
 
     let config = config_with(cache);
     rewrite_config(gw, &config);
@@ -558,7 +597,22 @@ async fn dashboard_and_alerts_only_use_metrics_and_labels_the_gateway_exports() 
     let gw = Gateway::start(&config_with(&cache)).await;
     let sent = drive_traffic(&gw, &cache).await;
     gw.records(sent).await;
-    let text = reqwest::get(gw.url("/metrics")).await.unwrap().text().await.unwrap();
+    // The quality judge and the scheduled suite work in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let text = loop {
+        let text = reqwest::get(gw.url("/metrics")).await.unwrap().text().await.unwrap();
+        let judged = ["result=\"pass\"", "result=\"fail\"", "result=\"error\""]
+            .iter()
+            .all(|r| text.lines().any(|l| l.starts_with("gardefou_quality_checks_total{") && l.contains(r)));
+        if judged && text.contains("gardefou_eval_runs_total{") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no quality check or scheduled run after 15 s:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     gw.stop().await;
     let scrape = Scrape::parse(&text);
 
