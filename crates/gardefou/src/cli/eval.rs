@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::eval::run::{Options, DEFAULT_JUDGE_ROUTE};
-use crate::eval::suite::Assertion;
 use crate::eval::{compare, report, run, Report, Suite};
 use crate::state::AppState;
 
@@ -123,8 +122,8 @@ fn routes_used(suite: &Suite, cli: Option<&str>) -> BTreeSet<String> {
     for case in &suite.cases {
         out.insert(suite.route_of(case, cli).to_owned());
         for a in &case.assert {
-            if let Assertion::Judge { route, .. } = a {
-                out.insert(route.clone().unwrap_or_else(|| DEFAULT_JUDGE_ROUTE.to_owned()));
+            if let Some(j) = a.judged() {
+                out.insert(j.route.unwrap_or(DEFAULT_JUDGE_ROUTE).to_owned());
             }
         }
     }

@@ -187,7 +187,9 @@ pub fn check(a: &Assertion, o: &Observed, similarity: &dyn Fn(&str, &str) -> Res
             Ok(s) => Outcome::new(kind, s >= *min, Some(s), format!("similarity {s:.3} (min {min})")),
             Err(e) => Outcome::error(kind, e),
         },
-        Assertion::Judge { .. } => Outcome::error(kind, "the judge runs in the runner".into()),
+        Assertion::Judge { .. } | Assertion::Groundedness { .. } | Assertion::Relevance { .. } => {
+            Outcome::error(kind, "the judge runs in the runner".into())
+        }
     }
 }
 

@@ -152,14 +152,14 @@ async fn attempt(ctx: &Ctx, case: &Case) -> Attempt {
     };
     let mut assertions = Vec::with_capacity(case.assert.len());
     for a in &case.assert {
-        let outcome = match a {
-            Assertion::Judge { rubric, route, min } => {
+        let outcome = match a.judged() {
+            Some(j) => {
                 let question =
                     messages.iter().rev().find(|m| m.role == "user").map_or("", |m| m.content.as_str());
-                let route = route.as_deref().unwrap_or(DEFAULT_JUDGE_ROUTE);
-                judge(ctx, route, rubric, *min, question, &output.text, case).await
+                let route = j.route.unwrap_or(DEFAULT_JUDGE_ROUTE);
+                judge(ctx, j.kind, route, &j.rubric, j.min, question, &output.text, case).await
             }
-            other => assert::check(other, &output, &similarity),
+            None => assert::check(a, &output, &similarity),
         };
         assertions.push(outcome);
     }
@@ -171,8 +171,10 @@ async fn attempt(ctx: &Ctx, case: &Case) -> Attempt {
 
 /// Asks the judge route to score `answer`; an unparsable verdict is asked for once more, then is
 /// an error.
+#[allow(clippy::too_many_arguments)]
 async fn judge(
     ctx: &Ctx,
+    kind: &'static str,
     route: &str,
     rubric: &str,
     min: f64,
@@ -191,15 +193,15 @@ async fn judge(
         let out = send(ctx, &body, &tags).await;
         if !(200..300).contains(&out.status) {
             let why = out.error.unwrap_or_else(|| format!("HTTP {}", out.status));
-            return Outcome::error("judge", format!("the judge route `{route}` failed: {why}"));
+            return Outcome::error(kind, format!("the judge route `{route}` failed: {why}"));
         }
         if let Some((score, reasoning)) = assert::parse_judge(&out.text) {
             let reason = format!("score {score:.2} (min {min}): {reasoning}");
-            return Outcome::new("judge", score >= min, Some(score), reason);
+            return Outcome::new(kind, score >= min, Some(score), reason);
         }
         last = out.text;
     }
-    Outcome::error("judge", format!("unparsable judge output: {}", assert::excerpt(&last)))
+    Outcome::error(kind, format!("unparsable judge output: {}", assert::excerpt(&last)))
 }
 
 /// The `x-gardefou-tags` of an eval request: `eval_suite`, `eval_case` and, on judge calls,

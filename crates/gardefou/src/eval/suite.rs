@@ -123,6 +123,29 @@ pub enum Assertion {
         #[serde(default = "judge_min")]
         min: f64,
     },
+    /// Every claim of the answer is supported by the case's `context` (the judge route decides).
+    Groundedness {
+        #[serde(default)]
+        route: Option<String>,
+        #[serde(default = "judge_min")]
+        min: f64,
+    },
+    /// The answer addresses the question (the judge route decides).
+    Relevance {
+        #[serde(default)]
+        route: Option<String>,
+        #[serde(default = "judge_min")]
+        min: f64,
+    },
+}
+
+/// An assertion the judge route decides: its type, rubric, route (`None`: the default judge)
+/// and minimum score.
+pub struct Judged<'a> {
+    pub kind: &'static str,
+    pub rubric: std::borrow::Cow<'a, str>,
+    pub route: Option<&'a str>,
+    pub min: f64,
 }
 
 impl Assertion {
@@ -141,7 +164,27 @@ impl Assertion {
             Self::Refusal { .. } => "refusal",
             Self::Similar { .. } => "similar",
             Self::Judge { .. } => "judge",
+            Self::Groundedness { .. } => "groundedness",
+            Self::Relevance { .. } => "relevance",
         }
+    }
+
+    /// The judge's part of a judged assertion (`judge`, `groundedness`, `relevance`); `None` for
+    /// the assertions checked locally. Groundedness and relevance use the rubrics of online
+    /// quality, so offline and online scores mean the same.
+    pub fn judged(&self) -> Option<Judged<'_>> {
+        use gardefou_core::config::QualityCheck;
+        let (kind, rubric, route, min) = match self {
+            Self::Judge { rubric, route, min } => ("judge", rubric.as_str().into(), route, *min),
+            Self::Groundedness { route, min } => {
+                ("groundedness", crate::quality::rubric(QualityCheck::Groundedness, None).into(), route, *min)
+            }
+            Self::Relevance { route, min } => {
+                ("relevance", crate::quality::rubric(QualityCheck::Relevance, None).into(), route, *min)
+            }
+            _ => return None,
+        };
+        Some(Judged { kind, rubric, route: route.as_deref(), min })
     }
 }
 
@@ -225,10 +268,18 @@ impl Suite {
                     Assertion::JsonSchema { schema } => {
                         gardefou_guard::schema::SchemaGuard::new(schema).map_err(|e| bad(e.to_string()))?;
                     }
-                    Assertion::Similar { min, .. } | Assertion::Judge { min, .. }
+                    Assertion::Similar { min, .. }
+                    | Assertion::Judge { min, .. }
+                    | Assertion::Groundedness { min, .. }
+                    | Assertion::Relevance { min, .. }
                         if !(0.0..=1.0).contains(min) =>
                     {
                         return Err(bad("`min` must be between 0 and 1".into()));
+                    }
+                    Assertion::Groundedness { .. } if case.context.is_empty() => {
+                        return Err(bad(
+                            "needs the case's `context` (the documents the answer must rest on)".into(),
+                        ));
                     }
                     _ => {}
                 }
@@ -398,7 +449,24 @@ min_mean_score = { similar = 0.8 }
             let suite = Suite::load(&entry.unwrap().path()).unwrap_or_else(|e| panic!("{e}"));
             kinds.extend(suite.cases.iter().flat_map(|c| &c.assert).map(Assertion::kind));
         }
-        assert_eq!(kinds.len(), 12, "{kinds:?}");
+        assert_eq!(kinds.len(), 14, "{kinds:?}");
+    }
+
+    #[test]
+    fn groundedness_needs_context_and_judged_types_carry_their_rubric() {
+        let grounded = OK.replace(
+            "context = [\"doc one\"]",
+            "context = [\"doc one\"]\nassert = [{ type = \"groundedness\", route = \"j\" }, { type = \"relevance\", min = 0.9 }]",
+        );
+        let s = Suite::parse(&grounded, "s.toml").unwrap();
+        let judged: Vec<_> = s.cases[1].assert.iter().map(|a| a.judged().unwrap()).collect();
+        assert_eq!((judged[0].kind, judged[0].route, judged[0].min), ("groundedness", Some("j"), 0.7));
+        assert!(judged[0].rubric.contains("context"), "{}", judged[0].rubric);
+        assert_eq!((judged[1].kind, judged[1].route, judged[1].min), ("relevance", None, 0.9));
+        assert!(s.cases[0].assert[0].judged().is_none(), "contains is checked locally");
+        let no_context = grounded.replace("context = [\"doc one\"]\n", "");
+        let e = Suite::parse(&no_context, "s.toml").unwrap_err().to_string();
+        assert!(e.contains("groundedness") && e.contains("needs the case's `context`"), "{e}");
     }
 
     #[test]
