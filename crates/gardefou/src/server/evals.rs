@@ -22,7 +22,7 @@ use serde_json::json;
 use super::admin::authorize;
 use super::error::ApiError;
 use super::extract::AppJson;
-use super::usage::{check_params, time_range};
+use super::usage::{check_params, group_by, time_range};
 use crate::auth::{now_ms, Need};
 use crate::eval::{history, Report};
 use crate::state::AppState;
@@ -151,14 +151,7 @@ pub fn quality_query(params: &HashMap<String, String>, now: i64) -> Result<Quali
     check_params(params, &QUALITY_PARAMS)?;
     let (from_ms, to_ms) = time_range(params, now, Some(DEFAULT_SINCE_MS))?;
     let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let group_by = get("group_by")
-        .map(|g| g.split(',').filter(|d| !d.trim().is_empty()).map(str::parse::<QualityDimension>).collect())
-        .transpose()
-        .map_err(|e| match e {
-            StoreError::InvalidUsageQuery { param, message } => Error::invalid_param(message, param),
-            other => Error::Internal(other.to_string()),
-        })?
-        .unwrap_or_default();
+    let group_by = group_by::<QualityDimension>(get("group_by"))?;
     Ok(QualityQuery { from_ms, to_ms, group_by, route: get("route").map(str::to_owned) })
 }
 

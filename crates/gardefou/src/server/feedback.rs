@@ -32,7 +32,7 @@ use serde_json::{json, Map, Value};
 use super::admin::authorize;
 use super::error::ApiError;
 use super::extract::AppJson;
-use super::usage::{check_params, time_range};
+use super::usage::{check_params, group_by, time_range};
 use crate::auth::{authorize_admin, now_ms, AdminPrincipal, KeyRefusal, Need};
 use crate::control::feedback::{parse, to_json, to_row};
 use crate::state::AppState;
@@ -211,14 +211,7 @@ pub fn summary_query(params: &HashMap<String, String>, now: i64) -> Result<Feedb
     check_params(params, &SUMMARY_PARAMS)?;
     let (from_ms, to_ms) = time_range(params, now, Some(DEFAULT_SINCE_MS))?;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.trim().is_empty());
-    let group_by = get("group_by")
-        .map(|g| g.split(',').filter(|d| !d.trim().is_empty()).map(str::parse::<FeedbackDimension>).collect())
-        .transpose()
-        .map_err(|e| match e {
-            StoreError::InvalidUsageQuery { param, message } => Error::invalid_param(message, param),
-            other => Error::Internal(other.to_string()),
-        })?
-        .unwrap_or_default();
+    let group_by = group_by::<FeedbackDimension>(get("group_by"))?;
     Ok(FeedbackQuery {
         from_ms,
         to_ms,

@@ -67,6 +67,22 @@ pub fn check_params(params: &HashMap<String, String>, known: &[&str]) -> Result<
     }
 }
 
+/// A `group_by` list (`route,model`) of dimensions that parse from their names; an unknown one is
+/// a 400 naming `group_by`.
+pub fn group_by<T: std::str::FromStr<Err = gardefou_store::StoreError>>(
+    raw: Option<&str>,
+) -> Result<Vec<T>, Error> {
+    raw.map(|g| g.split(',').filter(|d| !d.trim().is_empty()).map(str::parse::<T>).collect())
+        .transpose()
+        .map_err(|e| match e {
+            gardefou_store::StoreError::InvalidUsageQuery { param, message } => {
+                Error::invalid_param(message, param)
+            }
+            other => Error::Internal(other.to_string()),
+        })
+        .map(Option::unwrap_or_default)
+}
+
 /// The time range of `params` as `(from_ms, to_ms)`: `since` (a duration before `to`) or `from`
 /// (RFC 3339 or unix ms), and `to` (default `now`). Without `since` or `from`, the last
 /// `default_since_ms` when given, else a 400.
