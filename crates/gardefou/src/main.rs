@@ -9,6 +9,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = gardefou::cli::Cli::parse();
+    if let Some(dir) = &cli.models_dir {
+        // Read by the config (`models:` paths) and the embedding classifier; set before any
+        // other thread exists.
+        std::env::set_var("GARDEFOU_MODELS_DIR", dir);
+    }
     gardefou::telemetry::init_logs();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

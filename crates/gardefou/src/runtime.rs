@@ -75,6 +75,11 @@ impl Runtime {
                 .map(|r| r.timeouts.connect)
                 .min()
                 .unwrap_or(Duration::from_secs(5));
+            if p.kind == ProviderKind::Local && p.local_models.is_empty() {
+                // Every model of it is an `optional` one whose file is absent.
+                disabled.insert(name.clone(), "none of its model files is present".to_owned());
+                continue;
+            }
             match Provider::build(p, connect) {
                 Ok(built) => {
                     providers.insert(name.clone(), Arc::new(built));
@@ -90,7 +95,9 @@ impl Runtime {
         let target = |route: &RouteConfig, model: &str, weight: u32| -> Option<TargetRt> {
             let m = models.get(model)?.clone();
             Some(TargetRt {
-                provider: providers.get(&m.provider).cloned(),
+                // An unavailable model (an optional local file that is absent) is skipped like
+                // one of a disabled provider.
+                provider: if m.unavailable.is_some() { None } else { providers.get(&m.provider).cloned() },
                 health: health.get(route, model),
                 model: m,
                 weight,

@@ -247,6 +247,15 @@ pub struct ModelConfig {
     pub mock: MockSettings,
     /// Local provider only: the model file.
     pub local: Option<LocalModelSpec>,
+    /// Why the model cannot answer although the config is valid (an `optional` local model
+    /// whose file is absent): its routes skip it and fall back.
+    pub unavailable: Option<String>,
+}
+
+/// The folder `models:` paths are read from: `GARDEFOU_MODELS_DIR`, else `./models`.
+pub fn models_dir() -> std::path::PathBuf {
+    std::env::var_os("GARDEFOU_MODELS_DIR")
+        .map_or_else(|| std::path::PathBuf::from("models"), std::path::PathBuf::from)
 }
 
 /// USD per million tokens.

@@ -155,8 +155,12 @@ pub struct RawModel {
     pub capabilities: Option<Vec<Spanned<String>>>,
     /// Mock provider only: scripted behaviour.
     pub mock: Option<RawMock>,
-    /// Local provider only: the GGUF model file.
+    /// Local provider only: the GGUF model file (`models:NAME/model.gguf` is in the models
+    /// folder).
     pub path: Option<Spanned<String>>,
+    /// Local provider only: an absent file leaves the model out (its routes fall back) instead of
+    /// being an error.
+    pub optional: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -347,3 +347,30 @@ fn bad_quality_and_schedule_settings_are_errors_at_their_position() {
     assert_eq!(e.path, "routes.r.quality.judge");
     assert_eq!(e.line, 7);
 }
+
+#[test]
+fn an_optional_local_model_whose_file_is_absent_is_unavailable_and_a_required_one_is_an_error() {
+    let base = "[providers.l]\nkind = \"local\"\n[providers.demo]\nkind = \"mock\"\n";
+    let c = Config::parse(
+        &format!(
+            "{base}[models.m]\nprovider = \"l\"\npath = \"models:nowhere/model.gguf\"\noptional = true\n"
+        ),
+        "x.toml",
+    )
+    .unwrap();
+    let m = &c.models["m"];
+    assert!(m.local.is_none());
+    let why = m.unavailable.as_deref().unwrap();
+    assert!(why.contains("nowhere/model.gguf") && why.contains("does not exist"), "{why}");
+    assert!(c.providers["l"].local_models.is_empty(), "the provider loads nothing");
+
+    let e = error_of(&format!("{base}[models.m]\nprovider = \"l\"\npath = \"models:nowhere/model.gguf\"\n"));
+    assert_eq!(e.path, "models.m.path");
+    assert!(e.message.contains("nowhere/model.gguf` does not exist"), "{e}");
+    let e = error_of(&format!("{base}[models.m]\nprovider = \"demo\"\noptional = true\n"));
+    assert_eq!(e.path, "models.m.optional");
+    let not_gguf = fake_gguf("optional-not-gguf.gguf", b"NOPE");
+    let e =
+        error_of(&format!("{base}[models.m]\nprovider = \"l\"\npath = \"{not_gguf}\"\noptional = true\n"));
+    assert!(e.message.contains("is not a GGUF file"), "optional covers only an absent file: {e}");
+}

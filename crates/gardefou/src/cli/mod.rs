@@ -33,6 +33,9 @@ use crate::state::{AppState, ConfigSource};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// The models folder: `models:` paths in the config, the embedding model [default: ./models]
+    #[arg(long, global = true, env = "GARDEFOU_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -235,7 +238,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     let rt = state.runtime();
     tracing::info!(%addr, config = %source.describe(), routes = rt.routes.len(), disabled_providers = rt.disabled.len(), "gardefou started");
-    println!("gardefou listening on http://{addr} (config: {})", source.describe());
+    // Two lines on stdout (the first names the address, for scripts); a closed stdout is no error.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "gardefou listening on http://{addr} (config: {})", source.describe());
+        let _ = writeln!(out, "{}", local_models_line(&rt));
+        let _ = out.flush();
+    }
     drop(rt);
 
     let stop = tokio_util::sync::CancellationToken::new();
@@ -253,6 +263,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "gardefou stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What answers without a key: the local models loaded in-process, or why none is.
+fn local_models_line(rt: &crate::runtime::Runtime) -> String {
+    let mut loaded = Vec::new();
+    let mut absent = Vec::new();
+    for m in rt.config.models.values() {
+        match (&m.local, &m.unavailable) {
+            (Some(spec), _) if !rt.disabled.contains_key(&m.provider) => {
+                loaded.push(format!("{} ({})", m.name, spec.path.display()));
+            }
+            (_, Some(why)) => absent.push(format!("{}: {why}", m.name)),
+            _ => {}
+        }
+    }
+    let mock = if rt.has_mock() { "the mock provider" } else { "nothing (no mock provider configured)" };
+    match (loaded.is_empty(), absent.is_empty()) {
+        (false, _) => format!("local models: {}", loaded.join(", ")),
+        (true, false) => format!(
+            "no local model ({}); keyless routes answer with {mock} (scripts/fetch-models.sh fetches SmolLM2-135M)",
+            absent.join("; ")
+        ),
+        (true, true) => format!("no local model configured; keyless routes answer with {mock}"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -212,8 +212,11 @@ pub fn spawn_gateway(config: &std::path::Path) -> (std::process::Child, String) 
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
     let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    // Keep reading what it prints later, so that it never writes to a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     (child, base)
 }
 

@@ -7,6 +7,7 @@ mod classifier;
 mod cli;
 mod clients;
 mod dashboards;
+mod embedded;
 mod escalations;
 mod eval;
 mod eval_export;

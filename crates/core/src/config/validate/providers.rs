@@ -265,7 +265,7 @@ impl Cx<'_> {
                 }
             }
         };
-        let local = self.local_model(name, m, provider.kind, &path, context_window)?;
+        let (local, unavailable) = self.local_model(name, m, provider.kind, &path, context_window)?;
         Ok(ModelConfig {
             name: name.get_ref().clone(),
             provider: provider.name.clone(),
@@ -276,11 +276,14 @@ impl Cx<'_> {
             capabilities,
             mock,
             local,
+            unavailable,
         })
     }
 
     /// A local model's file: required for (and only for) a `local` provider; it must exist and
-    /// be a GGUF file, so a wrong path stops start-up here, at its line.
+    /// be a GGUF file, so a wrong path stops start-up here, at its line — unless the model is
+    /// `optional` and the file is absent: the model is then unavailable (the reason is returned)
+    /// and its routes fall back. `models:REL` is `REL` in the models folder.
     fn local_model(
         &self,
         name: &Spanned<String>,
@@ -288,7 +291,16 @@ impl Cx<'_> {
         kind: ProviderKind,
         path: &str,
         context_window: Option<u32>,
-    ) -> R<Option<LocalModelSpec>> {
+    ) -> R<(Option<LocalModelSpec>, Option<String>)> {
+        if let (Some(o), false) = (&m.optional, kind == ProviderKind::Local) {
+            if *o {
+                return self.err(
+                    name.span(),
+                    &format!("{path}.optional"),
+                    "`optional` needs a provider of kind `local`",
+                );
+            }
+        }
         let file = match (&m.path, kind) {
             (None, ProviderKind::Local) => {
                 return Err(self.error(
@@ -298,32 +310,39 @@ impl Cx<'_> {
                     Some("e.g. path = \"models/SmolLM2-135M-Instruct/model.gguf\"".to_owned()),
                 ))
             }
-            (None, _) => return Ok(None),
+            (None, _) => return Ok((None, None)),
             (Some(p), ProviderKind::Local) => p,
             (Some(p), _) => {
                 return self.err(p.span(), &format!("{path}.path"), "`path` needs a provider of kind `local`")
             }
         };
+        let resolved = match file.get_ref().strip_prefix("models:") {
+            Some(rel) => models_dir().join(rel),
+            None => std::path::PathBuf::from(file.get_ref()),
+        };
         let fail = |reason: String| {
             Err(self.error(
                 file.span(),
                 &format!("{path}.path"),
-                format!("model file `{}` {reason}", file.get_ref()),
+                format!("model file `{}` {reason}", resolved.display()),
                 Some("run scripts/fetch-models.sh, or point `path` at a .gguf file".to_owned()),
             ))
         };
         let mut magic = [0u8; 4];
-        let read = std::fs::File::open(file.get_ref()).and_then(|mut f| {
+        let read = std::fs::File::open(&resolved).and_then(|mut f| {
             use std::io::Read;
             f.read_exact(&mut magic)
         });
         match read {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.optional == Some(true) => {
+                return Ok((None, Some(format!("model file `{}` does not exist", resolved.display()))));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return fail("does not exist".to_owned()),
             Err(e) => return fail(format!("cannot be read: {e}")),
             Ok(()) if &magic != b"GGUF" => return fail("is not a GGUF file".to_owned()),
             Ok(()) => {}
         }
-        Ok(Some(LocalModelSpec { path: std::path::PathBuf::from(file.get_ref()), context_window }))
+        Ok((Some(LocalModelSpec { path: resolved, context_window }), None))
     }
 
     fn mock(&self, m: &raw::RawMock, path: &str) -> R<MockSettings> {

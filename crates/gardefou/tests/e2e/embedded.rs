@@ -1,0 +1,109 @@
+//! The embedded default as a new user runs it: `gardefou serve` with no config in an empty folder
+//! takes the bundled example config, says at start-up whether a local model is in the models
+//! folder, and answers with no API key: with SmolLM2-135M when `--models-dir` holds it, else with
+//! the mock provider. An optional local model whose file is absent is skipped like a disabled
+//! provider.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+/// `gardefou serve` in `cwd` (no config there: the bundled one) with `--models-dir`; its base URL
+/// and the start-up line about local models.
+fn serve_bundled(cwd: &Path, models_dir: &Path) -> (Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gardefou"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--models-dir"])
+        .arg(models_dir)
+        .current_dir(cwd)
+        .env_remove("GARDEFOU_CONFIG")
+        .env_remove("GARDEFOU_MODELS_DIR")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut first, mut second) = (String::new(), String::new());
+    out.read_line(&mut first).unwrap();
+    out.read_line(&mut second).unwrap();
+    let base = first.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    (child, base, second.trim().to_owned())
+}
+
+async fn say_hi(base: &str, route: &str) -> (u16, String, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&json!({"model": route, "max_tokens": 3, "seed": 1, "messages": [{"role": "user", "content": "Hi!"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let model =
+        resp.headers().get("x-gardefou-model").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    (status, model, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn without_a_model_file_the_bundled_config_says_so_and_answers_with_the_mock() {
+    let (cwd, empty) = (temp_dir(), temp_dir());
+    let (mut child, base, line) = serve_bundled(&cwd, &empty);
+    assert!(line.starts_with("no local model (smollm2: model file"), "{line}");
+    assert!(line.contains("keyless routes answer with the mock provider"), "{line}");
+    for route in ["chat", "local"] {
+        let (status, model, body) = say_hi(&base, route).await;
+        assert_eq!((status, model.as_str()), (200, "mock-chat"), "{route}: {body}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(feature = "local-models")]
+#[tokio::test]
+async fn with_smollm2_in_the_models_folder_the_bundled_config_answers_with_it() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    if !dir.join("SmolLM2-135M-Instruct/model.gguf").is_file() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} has no SmolLM2; run scripts/fetch-models.sh",
+            dir.display()
+        );
+        eprintln!("note: no SmolLM2 in {} (run scripts/fetch-models.sh); test skipped", dir.display());
+        return;
+    }
+    let _heavy = CPU_HEAVY.write().await;
+    let cwd = temp_dir();
+    let (mut child, base, line) = serve_bundled(&cwd, &dir);
+    assert!(line.starts_with("local models: smollm2 ("), "{line}");
+    // `chat` prefers OpenAI (no key here: disabled), then the embedded model.
+    for route in ["chat", "local"] {
+        let (status, model, body) = say_hi(&base, route).await;
+        assert_eq!((status, model.as_str()), (200, "smollm2"), "{route}: {body}");
+        assert_eq!(body["usage"]["completion_tokens"], 3, "{body}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn an_optional_local_model_whose_file_is_absent_is_skipped_for_the_fallback() {
+    let gw = Gateway::start(&format!(
+        "{MOCK}[providers.embedded]\nkind = \"local\"\n[models.absent]\nprovider = \"embedded\"\n\
+         path = \"models:no-such-model/model.gguf\"\noptional = true\n[models.polite]\nprovider = \"demo\"\n\
+         [routes.r]\ntargets = [{{ model = \"absent\" }}]\nfallbacks = [\"polite\"]\n"
+    ))
+    .await;
+    let resp = gw.chat(json!({"model": "r", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-gardefou-model"], "polite");
+    let rt = gw.state.runtime();
+    assert!(rt.config.models["absent"].unavailable.as_deref().is_some_and(|w| w.contains("does not exist")));
+    assert!(rt.disabled.contains_key("embedded"), "a local provider with no model file is disabled");
+    drop(rt);
+    gw.stop().await;
+}
