@@ -28,13 +28,15 @@ pub const BUNDLED_CONFIG: &str = include_str!("../../../examples/gardefou.toml")
 
 impl ConfigSource {
     /// Reads and validates the config, with the injection classifier plugged into the input
-    /// policies that ask for it.
+    /// policies that ask for it; every suite it schedules must load too (a reload with a
+    /// malformed suite is rejected like any invalid config).
     pub fn load(&self) -> Result<Config, ConfigError> {
         let mut config = match self {
             ConfigSource::File(p) => Config::load(p),
             ConfigSource::Bundled => Config::parse(BUNDLED_CONFIG, "examples/gardefou.toml (bundled)"),
         }?;
         crate::classifier::plug(&mut config, &self.describe())?;
+        crate::eval::check_scheduled(&config)?;
         Ok(config)
     }
 

@@ -220,7 +220,7 @@ fn check(file: &std::path::Path) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let source = config_source(args.config);
-    let config = match source.load().and_then(|c| crate::eval::check_scheduled(&c).map(|_| c)) {
+    let config = match source.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

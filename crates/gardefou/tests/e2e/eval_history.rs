@@ -252,3 +252,21 @@ async fn a_remote_run_is_stored_on_the_gateway_with_an_admin_key() {
     assert_eq!(status, 400, "not a report");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_with_a_malformed_scheduled_suite_is_rejected_with_its_position() {
+    let dir = temp_dir();
+    let suite = dir.join("refunds.toml");
+    std::fs::write(&suite, SUITE).unwrap();
+    let schedule =
+        format!("[[routes.support.evals]]\nsuite = \"{}\"\nschedule = \"0 3 * * *\"\n", suite.display());
+    let gw = Gateway::start(&format!("{}{schedule}", models(GOOD))).await;
+    std::fs::write(&suite, SUITE.replace("type = \"contains\", value", "type = \"contains\", valeu"))
+        .unwrap();
+    let resp = gw.post("/admin/reload", json!({})).await;
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains("refunds.toml:8:11:") && message.contains("unknown field `valeu`"), "{message}");
+    gw.stop().await;
+}
