@@ -16,6 +16,9 @@ pub struct Runtime {
     pub routes: HashMap<String, Arc<Route>>,
     /// Providers that could not be enabled, with the reason (e.g. an unset API key).
     pub disabled: BTreeMap<String, String>,
+    /// Local providers whose model files failed to load (truncated, unsupported architecture…):
+    /// unlike a missing API key, a start-up error and a rejected reload.
+    pub load_errors: BTreeMap<String, String>,
 }
 
 pub struct Route {
@@ -37,9 +40,13 @@ pub struct TargetRt {
 }
 
 /// Target health survives config reloads when the route and model keep their names and policy.
+/// What survives config reloads: target health, and local providers with their loaded models
+/// (reused while the provider's config is unchanged, so a reload does not load them again).
 #[derive(Default)]
 pub struct HealthRegistry {
     map: Mutex<HashMap<(String, String), Arc<Health>>>,
+    /// Provider name → (its config, as `Debug` text; the provider built from it).
+    locals: Mutex<HashMap<String, (String, Arc<Provider>)>>,
 }
 
 impl HealthRegistry {
@@ -61,6 +68,7 @@ impl Runtime {
     pub fn build(config: Config, health: &HealthRegistry) -> Runtime {
         let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
         let mut disabled = BTreeMap::new();
+        let mut load_errors = BTreeMap::new();
         for (name, p) in &config.providers {
             let connect = config
                 .routes
@@ -80,12 +88,29 @@ impl Runtime {
                 disabled.insert(name.clone(), "none of its model files is present".to_owned());
                 continue;
             }
+            let local = (p.kind == ProviderKind::Local).then(|| format!("{p:?}"));
+            if let Some(fingerprint) = &local {
+                let locals = health.locals.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((_, built)) = locals.get(name).filter(|(f, _)| f == fingerprint) {
+                    providers.insert(name.clone(), built.clone());
+                    continue;
+                }
+            }
             match Provider::build(p, connect) {
                 Ok(built) => {
-                    providers.insert(name.clone(), Arc::new(built));
+                    let built = Arc::new(built);
+                    if let Some(fingerprint) = local {
+                        let mut locals = health.locals.lock().unwrap_or_else(|e| e.into_inner());
+                        locals.insert(name.clone(), (fingerprint, built.clone()));
+                    }
+                    providers.insert(name.clone(), built);
                 }
                 Err(reason) => {
                     tracing::warn!(provider = %name, kind = p.kind.as_str(), %reason, "provider disabled");
+                    // Without the `local-models` feature a local provider is merely disabled.
+                    if local.is_some() && cfg!(feature = "local-models") {
+                        load_errors.insert(name.clone(), reason.clone());
+                    }
                     disabled.insert(name.clone(), reason);
                 }
             }
@@ -125,7 +150,7 @@ impl Runtime {
                 }),
             );
         }
-        Runtime { config: Arc::new(config), routes, disabled }
+        Runtime { config: Arc::new(config), routes, disabled, load_errors }
     }
 
     /// Providers that answer without any key or network.

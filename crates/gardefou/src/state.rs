@@ -207,6 +207,19 @@ impl AppState {
                     tracing::warn!("server.listen and store.* changes take effect at the next restart");
                 }
                 let rt = Arc::new(Runtime::build(config, &self.inner.health));
+                if let Some((provider, reason)) = rt.load_errors.iter().next() {
+                    self.inner.metrics.reload(false);
+                    let e = ConfigError {
+                        file: self.inner.source.describe(),
+                        line: 0,
+                        column: 0,
+                        path: format!("providers.{provider}"),
+                        message: format!("a local model failed to load: {reason}"),
+                        hint: None,
+                    };
+                    tracing::error!(error = %e, "config rejected; the previous config stays live");
+                    return Err(e);
+                }
                 self.inner.runtime.store(rt.clone());
                 self.inner.metrics.reload(true);
                 tracing::info!(source = %self.inner.source.describe(), routes = rt.routes.len(), "config applied");

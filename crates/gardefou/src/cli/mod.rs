@@ -233,6 +233,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open the store {}", config.store.database_url))?;
     let tracker = TaskTracker::new();
     let state = AppState::new(config, source.clone(), store, tracker.clone());
+    let failed: Vec<String> = state
+        .runtime()
+        .load_errors
+        .iter()
+        .map(|(provider, reason)| format!("{}: providers.{provider}: {reason}", source.describe()))
+        .collect();
+    if !failed.is_empty() {
+        for f in &failed {
+            eprintln!("{f}");
+        }
+        state.shutdown().await;
+        return Ok(ExitCode::FAILURE);
+    }
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;

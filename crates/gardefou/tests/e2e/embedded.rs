@@ -107,3 +107,93 @@ async fn an_optional_local_model_whose_file_is_absent_is_skipped_for_the_fallbac
     drop(rt);
     gw.stop().await;
 }
+
+/// A file that starts like a GGUF file and is then cut off.
+fn truncated_gguf(dir: &Path) -> PathBuf {
+    let path = dir.join("truncated.gguf");
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend_from_slice(&3u32.to_le_bytes());
+    bytes.extend_from_slice(&[0xff; 5]);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[cfg(feature = "local-models")]
+#[test]
+fn a_local_model_file_that_fails_to_load_is_a_start_up_error_naming_it() {
+    let dir = temp_dir();
+    let file = truncated_gguf(&dir);
+    let config = dir.join("gardefou.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{MOCK}[providers.embedded]\nkind = \"local\"\n[models.cut]\nprovider = \"embedded\"\npath = \"{}\"\n\
+             [routes.r]\ntargets = [{{ model = \"cut\" }}]\n[store]\ndatabase_url = \"sqlite://{}\"\n",
+            file.display(),
+            dir.join("g.db").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gardefou"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("providers.embedded") && stderr.contains("truncated.gguf"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "it never listened");
+}
+
+#[cfg(feature = "local-models")]
+#[tokio::test]
+async fn a_reload_whose_local_model_fails_to_load_is_rejected_and_an_unchanged_one_is_not_loaded_again() {
+    let smollm =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct/model.gguf");
+    let with_model = |path: &Path| {
+        format!(
+            "{MOCK}[providers.embedded]\nkind = \"local\"\n[models.small]\nprovider = \"embedded\"\npath = \"{}\"\n\
+             [models.polite]\nprovider = \"demo\"\n[routes.r]\ntargets = [{{ model = \"small\" }}]\nfallbacks = [\"polite\"]\n",
+            path.display()
+        )
+    };
+    let loadable = smollm.is_file();
+    let _heavy = CPU_HEAVY.write().await;
+    let gw = Gateway::start(&if loadable {
+        with_model(&smollm)
+    } else {
+        format!(
+            "{MOCK}[models.polite]\nprovider = \"demo\"\n[routes.r]\ntargets = [{{ model = \"polite\" }}]\n"
+        )
+    })
+    .await;
+    let provider = |gw: &Gateway| gw.state.runtime().routes["r"].targets[0].provider.clone();
+    let before = provider(&gw);
+    let store = std::fs::read_to_string(&gw.config_path).unwrap();
+    let store = &store[store.find("[store]").unwrap()..];
+    if loadable {
+        // Same config: the loaded model is reused, not loaded again.
+        assert_eq!(gw.post("/admin/reload", json!({})).await.status(), 200);
+        let after = provider(&gw);
+        assert!(
+            std::sync::Arc::ptr_eq(before.as_ref().unwrap(), after.as_ref().unwrap()),
+            "the model was loaded again"
+        );
+    }
+    let file = truncated_gguf(&gw.dir);
+    std::fs::write(&gw.config_path, format!("{}{store}", with_model(&file))).unwrap();
+    let resp = gw.post("/admin/reload", json!({})).await;
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("a local model failed to load") && message.contains("truncated.gguf"),
+        "{message}"
+    );
+    let resp = gw
+        .chat(json!({"model": "r", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}))
+        .await;
+    assert_eq!(resp.status(), 200, "the previous config stays live");
+    drop(_heavy);
+    gw.stop().await;
+}
