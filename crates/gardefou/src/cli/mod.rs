@@ -1,5 +1,5 @@
 //! The command line: `serve`, `config check`, `logs`, `usage`, `keys`, `audit`, `guard check`,
-//! `escalations`, `feedback`, `eval`, `quality`. Errors are one line with the reason.
+//! `escalations`, `feedback`, `eval`, `quality`, `models`. Errors are one line with the reason.
 
 mod escalations;
 mod eval;
@@ -8,6 +8,7 @@ mod eval_runs;
 mod feedback;
 mod guard;
 mod keys;
+mod models;
 mod quality;
 
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ pub enum Command {
     /// Online quality rates of sampled production answers, per check (relevance, groundedness,
     /// compliance), grouped.
     Quality(quality::QualityArgs),
+    /// Model files: pull a GGUF from the Hugging Face hub into the models folder.
+    Models(models::ModelsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Feedback(args) => feedback::run(args).await,
         Command::Eval(args) => eval::run(args).await,
         Command::Quality(args) => quality::run(args).await,
+        Command::Models(args) => models::run(args).await,
     }
 }
 

@@ -23,6 +23,7 @@ mod limits;
 mod local;
 mod matrix;
 mod messages;
+mod models_pull;
 mod otel;
 mod params;
 mod quality;
