@@ -21,12 +21,15 @@ use crate::eval::assert::{judge_messages, judge_response_format, parse_judge};
 use crate::state::AppState;
 use crate::telemetry::metrics::QualityLabels;
 
-/// Answers waiting for the judge; beyond this, samples are dropped and counted.
-pub const QUEUE_CAPACITY: usize = 1024;
+/// Answers waiting for the judge; beyond this, samples are dropped and counted. With the text
+/// bounds below a full queue holds at most ~40 MB.
+pub const QUEUE_CAPACITY: usize = 256;
 /// Answers judged at once.
 const JUDGES_IN_FLIGHT: usize = 4;
 /// Characters of a context document, question or answer handed to the judge.
-const MAX_TEXT: usize = 16_000;
+const MAX_TEXT: usize = 8_000;
+/// Context documents handed to the judge.
+const MAX_DOCS: usize = 16;
 
 /// What a sampled request carries to the judge, filled as the answer arrives.
 #[derive(Debug, Clone)]
@@ -49,9 +52,17 @@ impl Pending {
             .map(|m| clip(&m.text_content()))
             .unwrap_or_default();
         let context: Vec<String> = if context.is_empty() {
-            req.messages.iter().filter(|m| m.role == Role::Tool).map(|m| clip(&m.text_content())).collect()
+            let tools = req.messages.iter().filter(|m| m.role == Role::Tool);
+            tools
+                .rev()
+                .take(MAX_DOCS)
+                .map(|m| clip(&m.text_content()))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect()
         } else {
-            context.iter().map(|c| clip(c)).collect()
+            context.iter().take(MAX_DOCS).map(|c| clip(c)).collect()
         };
         Pending { config: config.clone(), question, context, answer: None }
     }
