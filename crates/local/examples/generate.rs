@@ -1,6 +1,6 @@
 //! Answers one prompt with a local GGUF model and prints the speed.
 //!
-//! `cargo run --release -p gardefou-local --example generate -- models/SmolLM2-135M-Instruct/model.gguf "Hi"`
+//! `cargo run --release -p gardefou-local --example generate -- models/SmolLM2-135M-Instruct/model.gguf "Hi" [MAX_TOKENS]`
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -11,10 +11,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "models/SmolLM2-135M-Instruct/model.gguf".to_owned());
     let prompt = args.next().unwrap_or_else(|| "Tell me about the Moon in three sentences.".to_owned());
+    let max_tokens = args.next().map(|m| m.parse()).transpose()?.unwrap_or(128);
     let started = Instant::now();
     let model = LocalModel::load(path.as_ref(), None)?;
     println!("loaded {path} in {:.2}s", started.elapsed().as_secs_f64());
-    let params = GenerateParams { temperature: Some(0.0), max_tokens: Some(128), ..Default::default() };
+    let params =
+        GenerateParams { temperature: Some(0.0), max_tokens: Some(max_tokens), ..Default::default() };
     let started = Instant::now();
     let mut first = None;
     let out = model.generate(&[Turn::new("user", prompt)], &params, &AtomicBool::new(false), |piece| {

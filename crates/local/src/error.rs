@@ -10,6 +10,9 @@ pub enum LocalError {
     /// 400: the prompt does not fit the model's context.
     #[error("the prompt has {prompt} tokens; the model's context holds {limit}")]
     ContextOverflow { prompt: usize, limit: usize },
+    /// 400: a sampling parameter is out of its range.
+    #[error("{message}")]
+    Param { param: &'static str, message: String },
     /// 400: the chat template refused the messages (e.g. its `raise_exception`).
     #[error("the model's chat template failed: {0}")]
     Template(String),

@@ -6,18 +6,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::PoisonError;
 
 use candle_core::{Device, Tensor};
-use candle_transformers::generation::LogitsProcessor;
 
 use crate::error::LocalError;
 use crate::model::LocalModel;
+use crate::sample::Sampler;
 use crate::template::Turn;
 
-/// Sampling and stopping settings of one request.
+/// Sampling and stopping settings of one request. [`GenerateParams::validate`] checks the ranges.
 #[derive(Debug, Clone, Default)]
 pub struct GenerateParams {
-    /// `None` = 1.0; ≤ 0 = greedy.
+    /// 0 to 2; `None` = 1.0; 0 = greedy.
     pub temperature: Option<f64>,
+    /// Above 0, at most 1; 1 or `None` = off.
     pub top_p: Option<f64>,
+    /// 0 or `None` = off.
+    pub top_k: Option<usize>,
+    /// 0 to 1: drops tokens less likely than `min_p` × the likeliest; 0 or `None` = off.
+    pub min_p: Option<f64>,
+    /// Above 0, over the last [`crate::REPEAT_WINDOW`] tokens; 1 or `None` = off.
+    pub repetition_penalty: Option<f64>,
+    /// -2 to 2, OpenAI's: minus count × penalty per token of the answer.
+    pub frequency_penalty: Option<f64>,
+    /// -2 to 2, OpenAI's: minus the penalty once per token in the answer.
+    pub presence_penalty: Option<f64>,
     pub seed: Option<u64>,
     /// `None` = until the context is full.
     pub max_tokens: Option<usize>,
@@ -82,6 +93,7 @@ impl LocalModel {
         cancel: &AtomicBool,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<Outcome, LocalError> {
+        params.validate()?;
         let prompt = self.encode_prompt(turns)?;
         if prompt.len() >= self.context {
             return Err(LocalError::ContextOverflow { prompt: prompt.len(), limit: self.context });
@@ -89,8 +101,7 @@ impl LocalModel {
         let room = self.context - prompt.len();
         let limit = params.max_tokens.map_or(room, |m| m.min(room));
         let seed = params.seed.unwrap_or_else(random_seed);
-        let top_p = params.top_p.filter(|p| *p < 1.0);
-        let mut sampler = LogitsProcessor::new(seed, Some(params.temperature.unwrap_or(1.0).max(0.0)), top_p);
+        let mut sampler = Sampler::new(params, seed, &prompt);
         let failed = |e: candle_core::Error| LocalError::Generation(e.to_string());
 
         let mut weights = self.weights.lock().unwrap_or_else(PoisonError::into_inner);
@@ -112,6 +123,7 @@ impl LocalModel {
                 finish = Finish::Stop;
                 break;
             }
+            sampler.accept(next);
             completion.push(next);
             let decoded = self.decode(&completion)?;
             let (piece, stopped) = text.advance(decoded);

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::Device;
-use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{quantized_gemma3, quantized_llama};
 use tokenizers::Tokenizer;
 
 use crate::error::LocalError;
@@ -18,16 +18,80 @@ use crate::template::ChatTemplate;
 /// Requests that may wait for a busy model before new ones are refused.
 pub const DEFAULT_MAX_WAITING: usize = 8;
 
-/// GGUF architectures `quantized_llama` runs.
-const ARCHITECTURES: &[&str] = &["llama"];
+/// The GGUF `general.architecture` values gardefou runs.
+pub const ARCHITECTURES: &[&str] = &["llama", "gemma3"];
 
 /// Token texts that end a turn in the common chat formats, besides the file's own eos.
-const END_OF_TURN: &[&str] = &["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>", "<|end|>"];
+const END_OF_TURN: &[&str] =
+    &["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>", "<|end|>", "<end_of_turn>"];
+
+/// The weights of one of the supported architectures.
+pub(crate) enum Weights {
+    /// `llama` (Llama, SmolLM, Mistral-style), by candle's `quantized_llama`.
+    Llama(quantized_llama::ModelWeights),
+    /// `gemma3`, by candle's `quantized_gemma3`.
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+impl Weights {
+    /// Reads the weights of an `arch` file from `reader`, past its header (`content`).
+    fn read(arch: Arch, content: Content, reader: &mut BufReader<File>) -> candle_core::Result<Weights> {
+        Ok(match arch {
+            Arch::Llama => {
+                Weights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, &Device::Cpu)?)
+            }
+            Arch::Gemma3 => {
+                Weights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(content, reader, &Device::Cpu)?)
+            }
+        })
+    }
+
+    /// The logits of the token after `input` (shape `[1, n]`), `position` tokens already seen.
+    pub(crate) fn forward(&mut self, input: &Tensor, position: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Weights::Llama(w) => w.forward(input, position),
+            Weights::Gemma3(w) => w.forward(input, position),
+        }
+    }
+}
+
+/// A supported architecture: one per entry of [`ARCHITECTURES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arch {
+    Llama,
+    Gemma3,
+}
+
+impl Arch {
+    fn parse(name: &str) -> Option<Arch> {
+        match name {
+            "llama" => Some(Arch::Llama),
+            "gemma3" => Some(Arch::Gemma3),
+            _ => None,
+        }
+    }
+
+    /// The longest sequence candle's implementation holds.
+    fn max_seq_len(self) -> usize {
+        match self {
+            Arch::Llama => quantized_llama::MAX_SEQ_LEN,
+            Arch::Gemma3 => quantized_gemma3::MAX_SEQ_LEN,
+        }
+    }
+
+    /// The chat template for files that carry none.
+    fn default_template(self) -> Option<String> {
+        match self {
+            Arch::Llama => None,
+            Arch::Gemma3 => Some(crate::template::GEMMA.to_owned()),
+        }
+    }
+}
 
 /// A loaded model, shared by every request to it.
 pub struct LocalModel {
     pub(crate) file: PathBuf,
-    pub(crate) weights: Mutex<ModelWeights>,
+    pub(crate) weights: Mutex<Weights>,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) template: ChatTemplate,
     /// Token ids that end the answer.
@@ -73,17 +137,24 @@ impl LocalModel {
         let mut reader = BufReader::new(file);
         let content = Content::read(&mut reader)
             .map_err(|e| LocalError::load(path, format!("not a readable GGUF file: {e}")))?;
-        let arch = meta_str(&content, "general.architecture")
+        let arch_name = meta_str(&content, "general.architecture")
             .ok_or_else(|| LocalError::load(path, "no general.architecture in its metadata"))?;
-        if !ARCHITECTURES.contains(&arch) {
-            return Err(LocalError::load(
+        let arch = Arch::parse(arch_name).ok_or_else(|| {
+            LocalError::load(
                 path,
-                format!("architecture `{arch}` is not supported (supported: {})", ARCHITECTURES.join(", ")),
-            ));
-        }
+                format!(
+                    "its architecture `{arch_name}` is not supported (supported: {})",
+                    ARCHITECTURES.join(", ")
+                ),
+            )
+        })?;
         check_complete(&content, len).map_err(|reason| LocalError::load(path, reason))?;
         let tokenizer = crate::tokenizer::load(path, &content)?;
-        let template = ChatTemplate::new(meta_str(&content, "tokenizer.chat_template").map(str::to_owned));
+        let template = ChatTemplate::new(
+            meta_str(&content, "tokenizer.chat_template")
+                .map(str::to_owned)
+                .or_else(|| arch.default_template()),
+        );
         let token_text =
             |key: &str| meta_u32(&content, key).and_then(|id| tokenizer.id_to_token(id).map(|t| (id, t)));
         let bos = token_text("tokenizer.ggml.bos_token_id");
@@ -93,14 +164,14 @@ impl LocalModel {
         eos.sort_unstable();
         eos.dedup();
         let add_bos = content.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok());
-        let file_context = meta_u32(&content, &format!("{arch}.context_length")).map(|c| c as usize);
-        let context =
-            [context, file_context, Some(MAX_SEQ_LEN)].into_iter().flatten().min().unwrap_or(MAX_SEQ_LEN);
+        let file_context = meta_u32(&content, &format!("{arch_name}.context_length")).map(|c| c as usize);
+        let max = arch.max_seq_len();
+        let context = [context, file_context, Some(max)].into_iter().flatten().min().unwrap_or(max);
         let template = template.with_tokens(
             bos.as_ref().map(|(_, t)| t.clone()).unwrap_or_default(),
             eos_token.as_ref().map(|(_, t)| t.clone()).unwrap_or_default(),
         );
-        let weights = ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
+        let weights = Weights::read(arch, content, &mut reader)
             .map_err(|e| LocalError::load(path, format!("cannot read its weights: {e}")))?;
         Ok(LocalModel {
             file: path.to_path_buf(),
@@ -123,6 +194,11 @@ impl LocalModel {
 
     pub fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// The token ids that end an answer (the file's eos and the end-of-turn tokens it has).
+    pub fn end_tokens(&self) -> &[u32] {
+        &self.eos
     }
 
     /// Prompt plus answer, in tokens.
@@ -167,4 +243,19 @@ fn check_complete(content: &Content, len: u64) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_architecture_is_dispatched_and_no_other() {
+        for name in ARCHITECTURES {
+            assert!(Arch::parse(name).is_some(), "{name}");
+        }
+        for name in ["gemma2", "gemma", "qwen2", "Llama", ""] {
+            assert_eq!(Arch::parse(name), None, "{name}");
+        }
+    }
 }

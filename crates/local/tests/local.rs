@@ -1,8 +1,10 @@
-//! gardefou-local: loading errors on small hand-made GGUF files, and the real SmolLM2-135M-Instruct
-//! file (tokenizer rebuilt from its metadata, its chat template, greedy generation).
+//! gardefou-local: loading errors on small hand-made GGUF files, the real SmolLM2-135M-Instruct
+//! file (tokenizer rebuilt from its metadata, its chat template, greedy generation) and the real
+//! Gemma 3 270M file (SentencePiece tokenizer rebuilt from its metadata, Gemma's turns, end tokens).
 //!
-//! The model comes from `GARDEFOU_LOCAL_MODEL`, else `<repo>/models/SmolLM2-135M-Instruct/model.gguf`
-//! (written by `scripts/fetch-models.sh`). Without it those tests fail when `CI=true` and are
+//! The models come from `GARDEFOU_LOCAL_MODEL` / `GARDEFOU_GEMMA_MODEL`, else
+//! `<repo>/models/SmolLM2-135M-Instruct/model.gguf` / `<repo>/models/gemma-3-270m/model.gguf`
+//! (written by `scripts/fetch-models.sh`). Without them those tests fail when `CI=true` and are
 //! skipped with a note otherwise.
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
@@ -25,19 +27,31 @@ fn model_path() -> PathBuf {
 /// The real model, loaded once for every test; `None` (with a note) when it is absent outside CI.
 fn model() -> Option<&'static Arc<LocalModel>> {
     static MODEL: OnceLock<Option<Arc<LocalModel>>> = OnceLock::new();
+    MODEL.get_or_init(|| load_or_skip(model_path())).as_ref()
+}
+
+fn gemma() -> Option<&'static Arc<LocalModel>> {
+    static MODEL: OnceLock<Option<Arc<LocalModel>>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
-            let path = model_path();
-            if !path.is_file() {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!("{} is missing; run scripts/fetch-models.sh", path.display());
-                }
-                eprintln!("note: {} is missing (run scripts/fetch-models.sh); test skipped", path.display());
-                return None;
-            }
-            Some(Arc::new(LocalModel::load(&path, Some(2048)).unwrap()))
+            let path = match std::env::var_os("GARDEFOU_GEMMA_MODEL") {
+                Some(p) => PathBuf::from(p),
+                None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gemma-3-270m/model.gguf"),
+            };
+            load_or_skip(path)
         })
         .as_ref()
+}
+
+fn load_or_skip(path: PathBuf) -> Option<Arc<LocalModel>> {
+    if !path.is_file() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{} is missing; run scripts/fetch-models.sh", path.display());
+        }
+        eprintln!("note: {} is missing (run scripts/fetch-models.sh); test skipped", path.display());
+        return None;
+    }
+    Some(Arc::new(LocalModel::load(&path, Some(2048)).unwrap()))
 }
 
 fn temp_file(name: &str) -> PathBuf {
@@ -89,7 +103,8 @@ fn load_rejects_another_architecture() {
     let path = temp_file("arch");
     write_gguf(&path, "gpt2");
     let msg = load_error(&path);
-    assert!(msg.contains("architecture `gpt2` is not supported"), "{msg}");
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("architecture `gpt2` is not supported (supported: llama, gemma3)"), "{msg}");
 }
 
 #[test]
@@ -191,4 +206,64 @@ fn admit_refuses_when_the_queue_is_full() {
     drop(waiting);
     let again = m.admit().unwrap();
     drop((running, again));
+}
+
+#[test]
+fn gemma_tokenizer_from_sentencepiece_metadata_round_trips() {
+    let Some(m) = gemma() else { return };
+    let text = "Hello, world!  Numbers like 12345,\ttabs\n\nand café — ünïcode 🦀 too.";
+    let ids = m.encode(text).unwrap();
+    assert!(ids.len() > 10, "{ids:?}");
+    assert_eq!(m.decode(&ids).unwrap(), text);
+    // Whole words with their leading space (`▁`) are single tokens, merged as SentencePiece does.
+    let hello = m.encode("Hello world").unwrap();
+    assert_eq!(hello.len(), 2, "{hello:?}");
+    assert_eq!(m.decode(&hello[1..]).unwrap(), " world");
+    // Control and user-defined tokens match the raw text.
+    for special in ["<start_of_turn>", "<end_of_turn>", "<bos>", "\n", "\n\n"] {
+        assert_eq!(m.encode(special).unwrap().len(), 1, "{special:?}");
+    }
+    // A character outside the vocabulary falls back to its UTF-8 bytes and decodes back.
+    let rare = m.encode("\u{10FFFD}").unwrap();
+    assert_eq!(rare.len(), 4, "{rare:?}");
+    assert_eq!(m.decode(&rare).unwrap(), "\u{10FFFD}");
+}
+
+#[test]
+fn gemma_prompt_is_gemma_turns_and_end_of_turn_ends_the_answer() {
+    let Some(m) = gemma() else { return };
+    let turns = [Turn::new("system", "Be brief."), Turn::new("user", "Hi")];
+    let ids = m.encode_prompt(&turns).unwrap();
+    // Control tokens are skipped when decoding; the system text joins the user turn.
+    assert_eq!(m.decode(&ids).unwrap(), "user\nBe brief.\n\nHi\nmodel\n", "{ids:?}");
+    let id = |t: &str| m.encode(t).unwrap()[0];
+    assert_eq!(ids[0], id("<bos>"), "one bos, written by the template: {ids:?}");
+    assert_ne!(ids[1], id("<bos>"), "{ids:?}");
+    assert_eq!(ids[1], id("<start_of_turn>"));
+    assert_eq!(&ids[ids.len() - 3..], &[id("<start_of_turn>"), id("model"), id("\n")]);
+    for end in ["<end_of_turn>", "<eos>"] {
+        assert!(m.end_tokens().contains(&id(end)), "{end} ends the answer: {:?}", m.end_tokens());
+    }
+}
+
+#[test]
+fn gemma_seeded_sampling_is_repeatable() {
+    let Some(m) = gemma() else { return };
+    let turns = [Turn::new("user", "Write a sentence about the sea.")];
+    let params = GenerateParams {
+        temperature: Some(0.9),
+        top_k: Some(20),
+        min_p: Some(0.05),
+        repetition_penalty: Some(1.3),
+        seed: Some(3),
+        max_tokens: Some(8),
+        ..Default::default()
+    };
+    let a = m.generate(&turns, &params, &AtomicBool::new(false), |_| true).unwrap();
+    let b = m.generate(&turns, &params, &AtomicBool::new(false), |_| true).unwrap();
+    assert_eq!(a, b);
+    assert!(a.completion_tokens >= 1);
+    let bad = GenerateParams { min_p: Some(2.0), ..params };
+    let err = m.generate(&turns, &bad, &AtomicBool::new(false), |_| true).unwrap_err();
+    assert!(matches!(err, LocalError::Param { param: "min_p", .. }), "{err}");
 }

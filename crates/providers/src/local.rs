@@ -3,6 +3,10 @@
 //! be loaded disables the provider, naming the file. Generation runs on a blocking thread, one
 //! request at a time per model; a full queue answers 429 at once. A dropped stream or caller
 //! stops generation before the next token.
+//!
+//! Sampling: `temperature`, `top_p`, `seed`, `frequency_penalty` and `presence_penalty` from the
+//! OpenAI request, and `top_k`, `min_p` and `repetition_penalty` as extra body fields (as vLLM
+//! takes them). A value out of its range is a 400 naming the parameter.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,7 +63,7 @@ impl Local {
         &self.name
     }
 
-    /// Everything but messages, temperature, top_p, max tokens, seed and stop.
+    /// Everything but messages, the sampling parameters, max tokens, seed and stop.
     pub fn unsupported_params(&self, req: &ChatRequest) -> Vec<&'static str> {
         let mut out = Vec::new();
         if req.n.is_some_and(|n| n > 1) {
@@ -82,12 +86,6 @@ impl Local {
         }
         if req.top_logprobs.is_some() {
             out.push("top_logprobs");
-        }
-        if req.presence_penalty.is_some_and(|p| p != 0.0) {
-            out.push("presence_penalty");
-        }
-        if req.frequency_penalty.is_some_and(|p| p != 0.0) {
-            out.push("frequency_penalty");
         }
         out
     }
@@ -221,14 +219,7 @@ impl Local {
                 Turn::new(role, m.text_content())
             })
             .collect();
-        let params = GenerateParams {
-            temperature: req.temperature.map(f64::from),
-            top_p: req.top_p.map(f64::from),
-            seed: req.seed.map(|s| s as u64),
-            max_tokens: req.max_output_tokens().map(|m| m as usize),
-            stop: req.stop_sequences().to_vec(),
-        };
-        Ok((lm, turns, params))
+        Ok((lm, turns, params(req)?))
     }
 
     fn meta(&self) -> (String, u64) {
@@ -243,6 +234,48 @@ impl Local {
 
     fn log(&self, model: &ModelConfig, outcome: &Outcome, started: Instant) {
         log_speed(&self.name, &model.name, outcome, started);
+    }
+}
+
+/// The request's sampling and stopping settings, each checked against its range.
+fn params(req: &ChatRequest) -> Result<GenerateParams> {
+    let params = GenerateParams {
+        temperature: req.temperature.map(f64::from),
+        top_p: req.top_p.map(f64::from),
+        top_k: top_k(req)?,
+        min_p: extra_number(req, "min_p")?,
+        repetition_penalty: extra_number(req, "repetition_penalty")?,
+        frequency_penalty: req.frequency_penalty.map(f64::from),
+        presence_penalty: req.presence_penalty.map(f64::from),
+        seed: req.seed.map(|s| s as u64),
+        max_tokens: req.max_output_tokens().map(|m| m as usize),
+        stop: req.stop_sequences().to_vec(),
+    };
+    params.validate().map_err(|e| to_error("local", e))?;
+    Ok(params)
+}
+
+/// `top_k`: a whole number, 0 (or vLLM's -1) for off.
+fn top_k(req: &ChatRequest) -> Result<Option<usize>> {
+    let Some(v) = req.extra.get("top_k").filter(|v| !v.is_null()) else { return Ok(None) };
+    match v.as_i64() {
+        Some(-1) => Ok(Some(0)),
+        Some(k) if k >= 0 => Ok(Some(usize::try_from(k).unwrap_or(usize::MAX))),
+        _ => Err(Error::invalid_param(
+            format!("`top_k` must be a whole number ≥ 0 (0 is off); got {v}"),
+            "top_k",
+        )),
+    }
+}
+
+/// An optional number among the extra body fields.
+fn extra_number(req: &ChatRequest, name: &'static str) -> Result<Option<f64>> {
+    match req.extra.get(name).filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| Error::invalid_param(format!("`{name}` must be a number; got {v}"), name)),
     }
 }
 
@@ -266,6 +299,7 @@ fn to_error(provider: &str, e: LocalError) -> Error {
         LocalError::ContextOverflow { .. } | LocalError::Template(_) => {
             Error::InvalidRequest { message: e.to_string(), param: Some("messages".to_owned()) }
         }
+        LocalError::Param { param, message } => Error::invalid_param(message, param),
         LocalError::Load { .. } => Error::Unavailable(e.to_string()),
         LocalError::Generation(_) => Error::ProviderServer {
             provider: provider.to_owned(),
@@ -301,4 +335,73 @@ fn log_speed(provider: &str, model: &str, outcome: &Outcome, started: Instant) {
         tokens_per_second = outcome.completion_tokens as f64 / secs.max(1e-9),
         "local answer generated"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(fields: serde_json::Value) -> ChatRequest {
+        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
+        for (k, v) in fields.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn local_params_read_openai_fields_and_vllm_extras() {
+        let p = params(&request(json!({
+            "temperature": 0.5, "top_p": 0.9, "seed": 7, "max_tokens": 12, "stop": ["\n"],
+            "frequency_penalty": 0.25, "presence_penalty": -0.5,
+            "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1,
+        })))
+        .unwrap();
+        assert_eq!(
+            (p.temperature, p.top_p, p.seed, p.max_tokens),
+            (Some(0.5), Some(0.9f32 as f64), Some(7), Some(12))
+        );
+        assert_eq!((p.top_k, p.min_p, p.repetition_penalty), (Some(40), Some(0.05), Some(1.1)));
+        assert_eq!((p.frequency_penalty, p.presence_penalty), (Some(0.25), Some(-0.5)));
+        assert_eq!(p.stop, ["\n"]);
+        assert_eq!(params(&request(json!({"top_k": -1}))).unwrap().top_k, Some(0));
+        assert_eq!(params(&request(json!({"top_k": 0}))).unwrap().top_k, Some(0));
+    }
+
+    #[test]
+    fn local_params_out_of_range_are_400_naming_the_parameter() {
+        let cases = [
+            (json!({"temperature": 2.5}), "temperature"),
+            (json!({"top_p": 0.0}), "top_p"),
+            (json!({"top_p": 1.5}), "top_p"),
+            (json!({"top_k": -2}), "top_k"),
+            (json!({"top_k": 2.5}), "top_k"),
+            (json!({"top_k": "many"}), "top_k"),
+            (json!({"min_p": 1.5}), "min_p"),
+            (json!({"min_p": "low"}), "min_p"),
+            (json!({"repetition_penalty": 0}), "repetition_penalty"),
+            (json!({"repetition_penalty": -1.0}), "repetition_penalty"),
+            (json!({"frequency_penalty": 3}), "frequency_penalty"),
+            (json!({"presence_penalty": -2.5}), "presence_penalty"),
+        ];
+        for (fields, name) in cases {
+            let e = params(&request(fields.clone())).unwrap_err();
+            assert_eq!(e.status(), 400, "{fields}: {e}");
+            match e {
+                Error::InvalidRequest { param, message } => {
+                    assert_eq!(param.as_deref(), Some(name), "{fields}: {message}");
+                    assert!(message.contains(name), "{message}");
+                }
+                other => panic!("{fields}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn local_keeps_the_penalties_and_drops_what_it_cannot_do() {
+        let local = Local { name: "local".to_owned(), models: HashMap::new(), responses: AtomicU64::new(0) };
+        let req = request(json!({"frequency_penalty": 0.5, "presence_penalty": 0.5, "logprobs": true}));
+        assert_eq!(local.unsupported_params(&req), ["logprobs"]);
+    }
 }

@@ -1,10 +1,14 @@
-//! The `local` provider end to end: a route answered by SmolLM2-135M-Instruct running in-process
-//! (non-streamed and streamed, seeded, cut by a stop string and by `max_tokens`). One test, short
-//! prompts and answers: the model runs on the CPU the other tests share.
+//! The `local` provider end to end: a route answered by SmolLM2-135M-Instruct (llama architecture)
+//! running in-process (non-streamed and streamed, seeded, cut by a stop string and by
+//! `max_tokens`), and one answered by Gemma 3 270M (gemma3 architecture, its tokenizer rebuilt
+//! from SentencePiece metadata; seeded sampling with top_k, min_p and repetition_penalty,
+//! streamed, cut by a stop string; out-of-range sampling parameters refused). Short prompts and
+//! answers: the models run on the CPU the other tests share.
 //!
-//! The model is `<repo>/models/SmolLM2-135M-Instruct/model.gguf` (or `GARDEFOU_LOCAL_MODEL`),
-//! written by `scripts/fetch-models.sh`. Without it this test fails when `CI=true` and is
-//! skipped with a note otherwise.
+//! The models are `<repo>/models/SmolLM2-135M-Instruct/model.gguf` (or `GARDEFOU_LOCAL_MODEL`) and
+//! `<repo>/models/gemma-3-270m/model.gguf` (or `GARDEFOU_GEMMA_MODEL`), written by
+//! `scripts/fetch-models.sh`. Without them these tests fail when `CI=true` and are skipped with a
+//! note otherwise.
 
 use std::path::PathBuf;
 
@@ -13,11 +17,18 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 fn model_file() -> Option<PathBuf> {
-    let path = match std::env::var_os("GARDEFOU_LOCAL_MODEL") {
+    model_file_at("GARDEFOU_LOCAL_MODEL", "SmolLM2-135M-Instruct")
+}
+
+fn gemma_file() -> Option<PathBuf> {
+    model_file_at("GARDEFOU_GEMMA_MODEL", "gemma-3-270m")
+}
+
+/// `$var`, else `<repo>/models/<folder>/model.gguf`; `None` (with a note) when absent outside CI.
+fn model_file_at(var: &str, folder: &str) -> Option<PathBuf> {
+    let path = match std::env::var_os(var) {
         Some(p) => PathBuf::from(p),
-        None => {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct/model.gguf")
-        }
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../models/{folder}/model.gguf")),
     };
     if path.is_file() {
         return Some(path);
@@ -124,9 +135,90 @@ targets = [{{ model = "smol" }}]
     assert_eq!(short["choices"][0]["finish_reason"], "length", "{short}");
     assert_eq!(short["usage"]["completion_tokens"], 5, "{short}");
 
-    // What a local model cannot do is dropped and named.
-    let resp = gw.chat(ask(&json!({"max_tokens": 1, "frequency_penalty": 0.5}))).await;
+    // What a local model cannot do is dropped and named; the penalties it now applies are not.
+    let resp = gw.chat(ask(&json!({"max_tokens": 1, "logprobs": true, "frequency_penalty": 0.5}))).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-gardefou-dropped-params"], "frequency_penalty");
+    assert_eq!(resp.headers()["x-gardefou-dropped-params"], "logprobs");
+    gw.stop().await;
+}
+
+/// The streamed text of `body`'s answer, checking the chunks' shape on the way.
+async fn streamed_text(gw: &Gateway, body: Value) -> String {
+    let resp = gw.chat(body).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    let events = sse_events(&body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
+    let chunks: Vec<Value> =
+        events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "role chunk first: {body}");
+    let pieces: Vec<&str> =
+        chunks.iter().filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str()).collect();
+    assert!(pieces.len() > 2, "one chunk per decoded piece: {body}");
+    pieces.concat()
+}
+
+#[tokio::test]
+async fn gemma3_model_answers_seeded_streams_stops_and_refuses_bad_sampling() {
+    let _heavy = CPU_HEAVY.write().await;
+    let Some(file) = gemma_file() else { return };
+    let gw = Gateway::start(&format!(
+        r#"
+[providers.local]
+kind = "local"
+[models.gemma]
+provider = "local"
+path = "{}"
+context_length = 1024
+[routes.r]
+targets = [{{ model = "gemma" }}]
+"#,
+        file.display()
+    ))
+    .await;
+
+    // Seeded sampling through every new parameter: the same answer twice, and streamed.
+    let sampled = json!({"seed": 7, "temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05,
+        "repetition_penalty": 1.1, "presence_penalty": 0.2, "max_tokens": 10});
+    let first = answer(&gw, &sampled).await;
+    let text = content(&first).to_owned();
+    assert!(!text.is_empty(), "{first}");
+    let completion = first["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((1..=10).contains(&completion), "{first}");
+    let second = answer(&gw, &sampled).await;
+    assert_eq!((content(&second), &second["usage"]), (text.as_str(), &first["usage"]));
+    let mut streamed = sampled.clone();
+    streamed["stream"] = json!(true);
+    assert_eq!(streamed_text(&gw, ask(&streamed)).await, text);
+
+    // Greedy, then cut by a stop string taken from the middle of that answer.
+    let greedy = json!({"temperature": 0.0, "max_tokens": 10});
+    let text = content(&answer(&gw, &greedy).await).to_owned();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert!(words.len() >= 3, "{text:?}");
+    // The third word, wherever it first appears (the answer may break lines, not only spaces).
+    let stop = words[2].to_owned();
+    let mut stopped = greedy.clone();
+    stopped["stop"] = json!([stop]);
+    let cut = answer(&gw, &stopped).await;
+    assert_eq!(content(&cut), &text[..text.find(&stop).unwrap()], "{text:?} cut at {stop:?}: {cut}");
+    assert_eq!(cut["choices"][0]["finish_reason"], "stop");
+    stopped["stream"] = json!(true);
+    assert_eq!(streamed_text(&gw, ask(&stopped)).await, content(&cut));
+
+    // Out-of-range sampling parameters: 400 invalid_request_error naming the parameter.
+    for (name, value) in [
+        ("top_p", json!(0)),
+        ("top_k", json!(-5)),
+        ("min_p", json!(1.5)),
+        ("repetition_penalty", json!(0)),
+        ("presence_penalty", json!(3)),
+    ] {
+        let resp = gw.chat(ask(&json!({"max_tokens": 1, name: value}))).await;
+        assert_eq!(resp.status(), 400, "{name}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+        assert_eq!(body["error"]["param"], name, "{body}");
+    }
     gw.stop().await;
 }
