@@ -34,6 +34,8 @@ pub struct Local {
     name: String,
     /// Loaded models, by model name.
     models: HashMap<String, Arc<LocalModel>>,
+    /// Loaded embedding models (sentence-transformers folders), by model name.
+    embedders: HashMap<String, gardefou_embed::Embedder>,
     /// Numbers the `chatcmpl-local-<n>` ids.
     responses: AtomicU64,
 }
@@ -42,8 +44,23 @@ impl Local {
     /// Loads every model file of the provider; `Err` names the first that cannot be used.
     pub fn new(cfg: &ProviderConfig) -> std::result::Result<Local, String> {
         let mut models = HashMap::new();
+        let mut embedders = HashMap::new();
         for (name, spec) in &cfg.local_models {
             let started = Instant::now();
+            if spec.embeddings {
+                let e = gardefou_embed::Embedder::load(&spec.path)
+                    .map_err(|e| format!("embedding model `{}`: {e}", spec.path.display()))?;
+                tracing::info!(
+                    provider = %cfg.name,
+                    model = %name,
+                    folder = %spec.path.display(),
+                    dimension = e.dimension(),
+                    load_ms = started.elapsed().as_millis() as u64,
+                    "local embedding model loaded"
+                );
+                embedders.insert(name.clone(), e);
+                continue;
+            }
             let model = LocalModel::load(&spec.path, spec.context_window.map(|c| c as usize))
                 .map_err(|e| e.to_string())?;
             tracing::info!(
@@ -56,7 +73,7 @@ impl Local {
             );
             models.insert(name.clone(), Arc::new(model));
         }
-        Ok(Local { name: cfg.name.clone(), models, responses: AtomicU64::new(0) })
+        Ok(Local { name: cfg.name.clone(), models, embedders, responses: AtomicU64::new(0) })
     }
 
     pub fn name(&self) -> &str {
@@ -188,10 +205,74 @@ impl Local {
         })))
     }
 
-    pub async fn embed(&self, model: &ModelConfig, _req: &EmbeddingsRequest) -> Result<EmbeddingsResponse> {
-        Err(Error::InvalidRequest {
-            message: format!("model `{}` is a local chat model; it does not make embeddings", model.name),
-            param: Some("model".to_owned()),
+    /// Embeddings from a local sentence-transformers model (mean pooling over the attention
+    /// mask, L2-normalised, as sentence-transformers computes them), on a blocking thread.
+    pub async fn embed(&self, model: &ModelConfig, req: &EmbeddingsRequest) -> Result<EmbeddingsResponse> {
+        let Some(embedder) = self.embedders.get(&model.name).cloned() else {
+            return Err(Error::InvalidRequest {
+                message: format!("model `{}` is a local chat model; it does not make embeddings", model.name),
+                param: Some("model".to_owned()),
+            });
+        };
+        let invalid =
+            |message: String, param: &str| Error::InvalidRequest { message, param: Some(param.to_owned()) };
+        let base64 = match req.encoding_format.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(invalid(
+                    format!("encoding_format `{other}`: expected `float` or `base64`"),
+                    "encoding_format",
+                ))
+            }
+        };
+        if let Some(d) = req.dimensions.filter(|d| *d as usize != embedder.dimension()) {
+            return Err(invalid(
+                format!(
+                    "model `{}` makes {}-dimensional vectors; `dimensions` = {d} is not supported",
+                    model.name,
+                    embedder.dimension()
+                ),
+                "dimensions",
+            ));
+        }
+        let texts = match &req.input {
+            gardefou_core::chat::EmbeddingInput::One(t) => vec![t.clone()],
+            gardefou_core::chat::EmbeddingInput::Many(t) => t.clone(),
+            _ => {
+                return Err(invalid(
+                    "a local embedding model takes text input, not token ids".to_owned(),
+                    "input",
+                ))
+            }
+        };
+        let (vectors, tokens) = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let tokens: usize = refs.iter().map(|t| embedder.count_tokens(t).unwrap_or(0)).sum();
+            embedder.embed(&refs).map(|v| (v, tokens))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("the embedding task failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("local embedding model `{}`: {e}", model.name)))?;
+        let data = vectors
+            .into_iter()
+            .zip(0..)
+            .map(|(v, index)| gardefou_core::chat::Embedding {
+                object: "embedding".to_owned(),
+                index,
+                embedding: if base64 {
+                    gardefou_core::chat::EmbeddingVector::Base64(crate::http::f32_base64(&v))
+                } else {
+                    gardefou_core::chat::EmbeddingVector::Float(v)
+                },
+            })
+            .collect();
+        let tokens = tokens as u64;
+        Ok(EmbeddingsResponse {
+            object: "list".to_owned(),
+            data,
+            model: model.name.clone(),
+            usage: gardefou_core::chat::EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
         })
     }
 
@@ -400,7 +481,12 @@ mod tests {
 
     #[test]
     fn local_keeps_the_penalties_and_drops_what_it_cannot_do() {
-        let local = Local { name: "local".to_owned(), models: HashMap::new(), responses: AtomicU64::new(0) };
+        let local = Local {
+            name: "local".to_owned(),
+            models: HashMap::new(),
+            embedders: HashMap::new(),
+            responses: AtomicU64::new(0),
+        };
         let req = request(json!({"frequency_penalty": 0.5, "presence_penalty": 0.5, "logprobs": true}));
         assert_eq!(local.unsupported_params(&req), ["logprobs"]);
     }

@@ -159,14 +159,21 @@ pub struct ProviderConfig {
     pub local_models: BTreeMap<String, LocalModelSpec>,
 }
 
-/// A model file a `local` provider loads at start-up.
+/// A model a `local` provider loads at start-up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalModelSpec {
-    /// The GGUF file; a relative `path` is taken from the working directory.
+    /// The GGUF file of a chat model, or the folder of a sentence-transformers embedding model
+    /// (`config.json`, `tokenizer.json`, `model.safetensors`); a relative `path` is taken from the
+    /// working directory.
     pub path: std::path::PathBuf,
     /// The model's `context_window`, if set: caps prompt plus answer.
     pub context_window: Option<u32>,
+    /// An embedding model (the path is a folder), served on `/v1/embeddings`.
+    pub embeddings: bool,
 }
+
+/// The files of a sentence-transformers model folder a `local` provider serves embeddings from.
+pub const EMBEDDING_MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
 /// How an OpenAI-compatible server departs from OpenAI's API. A `vendor` preset fills these in;
 /// explicit `quirks` settings win.

@@ -374,3 +374,24 @@ fn an_optional_local_model_whose_file_is_absent_is_unavailable_and_a_required_on
         error_of(&format!("{base}[models.m]\nprovider = \"l\"\npath = \"{not_gguf}\"\noptional = true\n"));
     assert!(e.message.contains("is not a GGUF file"), "optional covers only an absent file: {e}");
 }
+
+#[test]
+fn a_local_model_folder_is_an_embedding_model_and_needs_the_sentence_transformers_files() {
+    let dir = std::env::temp_dir().join(format!("gardefou-config-embed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = format!(
+        "[providers.l]\nkind = \"local\"\n[models.e]\nprovider = \"l\"\npath = \"{}\"\n",
+        dir.display()
+    );
+    let e = error_of(&text);
+    assert_eq!(e.path, "models.e.path");
+    assert!(e.message.contains("is a folder without config.json, tokenizer.json, model.safetensors"), "{e}");
+    for f in EMBEDDING_MODEL_FILES {
+        std::fs::write(dir.join(f), b"{}").unwrap();
+    }
+    let c = Config::parse(&text, "x.toml").unwrap();
+    let m = &c.models["e"];
+    assert!(m.local.as_ref().unwrap().embeddings);
+    assert!(m.capabilities.embeddings && !m.capabilities.chat);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -53,7 +53,8 @@ async fn say_hi(base: &str, route: &str) -> (u16, String, Value) {
 async fn without_a_model_file_the_bundled_config_says_so_and_answers_with_the_mock() {
     let (cwd, empty) = (temp_dir(), temp_dir());
     let (mut child, base, line) = serve_bundled(&cwd, &empty);
-    assert!(line.starts_with("no local model (smollm2: model file"), "{line}");
+    assert!(line.starts_with("no local model (") && line.contains("smollm2: model file"), "{line}");
+    assert!(line.contains("minilm: model file"), "{line}");
     assert!(line.contains("keyless routes answer with the mock provider"), "{line}");
     for route in ["chat", "local"] {
         let (status, model, body) = say_hi(&base, route).await;
@@ -79,12 +80,24 @@ async fn with_smollm2_in_the_models_folder_the_bundled_config_answers_with_it() 
     let _heavy = CPU_HEAVY.write().await;
     let cwd = temp_dir();
     let (mut child, base, line) = serve_bundled(&cwd, &dir);
-    assert!(line.starts_with("local models: smollm2 ("), "{line}");
+    assert!(line.starts_with("local models: ") && line.contains("smollm2 ("), "{line}");
     // `chat` prefers OpenAI (no key here: disabled), then the embedded model.
     for route in ["chat", "local"] {
         let (status, model, body) = say_hi(&base, route).await;
         assert_eq!((status, model.as_str()), (200, "smollm2"), "{route}: {body}");
         assert_eq!(body["usage"]["completion_tokens"], 3, "{body}");
+    }
+    // `embed` prefers OpenAI too, then all-MiniLM-L6-v2 when the folder holds it.
+    if dir.join("all-MiniLM-L6-v2/model.safetensors").is_file() {
+        let resp = reqwest::Client::new()
+            .post(format!("{base}/v1/embeddings"))
+            .json(&json!({"model": "embed", "input": "hello"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["x-gardefou-model"], "minilm");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["data"][0]["embedding"].as_array().map(Vec::len), Some(384));
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -194,6 +207,69 @@ async fn a_reload_whose_local_model_fails_to_load_is_rejected_and_an_unchanged_o
         .chat(json!({"model": "r", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}))
         .await;
     assert_eq!(resp.status(), 200, "the previous config stays live");
+    drop(_heavy);
+    gw.stop().await;
+}
+
+#[cfg(feature = "local-models")]
+#[tokio::test]
+async fn a_local_embedding_model_serves_v1_embeddings_matching_sentence_transformers() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    if !dir.join("model.safetensors").is_file() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} is missing; run scripts/fetch-models.sh",
+            dir.display()
+        );
+        eprintln!("note: {} is missing (run scripts/fetch-models.sh); test skipped", dir.display());
+        return;
+    }
+    let reference: Value =
+        serde_json::from_str(include_str!("../../../embed/tests/fixtures/minilm_reference.json")).unwrap();
+    let cases = reference["cases"].as_array().unwrap();
+    let texts: Vec<&str> = cases.iter().take(3).map(|c| c["text"].as_str().unwrap()).collect();
+    let _heavy = CPU_HEAVY.write().await;
+    let gw = Gateway::start(&format!(
+        "[providers.embedded]\nkind = \"local\"\n[models.minilm]\nprovider = \"embedded\"\npath = \"{}\"\n\
+         [routes.embed]\ntargets = [{{ model = \"minilm\" }}]\n",
+        dir.display()
+    ))
+    .await;
+    let resp = gw.post("/v1/embeddings", json!({"model": "embed", "input": texts})).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    for (i, case) in cases.iter().take(3).enumerate() {
+        let got = body["data"][i]["embedding"].as_array().unwrap();
+        let want = case["vector"].as_array().unwrap();
+        assert_eq!(got.len(), 384);
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-5, "{}: off by {worst}", case["name"]);
+    }
+    let tokens: u64 = cases.iter().take(3).map(|c| c["tokens"].as_u64().unwrap()).sum();
+    assert_eq!(body["usage"]["prompt_tokens"], tokens, "{body}");
+
+    // base64 is the same floats; other dimensions, token ids and chat are refused with a 400.
+    let resp = gw
+        .post("/v1/embeddings", json!({"model": "embed", "input": texts[0], "encoding_format": "base64"}))
+        .await;
+    let b64: Value = resp.json().await.unwrap();
+    assert!(b64["data"][0]["embedding"].is_string(), "{b64}");
+    for (bad, param) in [
+        (json!({"model": "embed", "input": "x", "dimensions": 128}), "dimensions"),
+        (json!({"model": "embed", "input": [1, 2, 3]}), "input"),
+        (json!({"model": "embed", "input": "x", "encoding_format": "int8"}), "encoding_format"),
+    ] {
+        let resp = gw.post("/v1/embeddings", bad.clone()).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+        let e: Value = resp.json().await.unwrap();
+        assert_eq!(e["error"]["param"], param, "{e}");
+    }
+    let chat = gw.chat(json!({"model": "embed", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(chat.status(), 400, "an embedding model does not chat");
     drop(_heavy);
     gw.stop().await;
 }

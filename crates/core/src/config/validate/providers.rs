@@ -266,6 +266,13 @@ impl Cx<'_> {
             }
         };
         let (local, unavailable) = self.local_model(name, m, provider.kind, &path, context_window)?;
+        // A local embedding model (a folder) makes embeddings and nothing else.
+        let capabilities = match &local {
+            Some(spec) if spec.embeddings => {
+                Capabilities { chat: false, embeddings: true, tools: false, vision: false, json: false }
+            }
+            _ => capabilities,
+        };
         Ok(ModelConfig {
             name: name.get_ref().clone(),
             provider: provider.name.clone(),
@@ -328,6 +335,18 @@ impl Cx<'_> {
                 Some("run scripts/fetch-models.sh, or point `path` at a .gguf file".to_owned()),
             ))
         };
+        if resolved.is_dir() {
+            let missing: Vec<&str> =
+                EMBEDDING_MODEL_FILES.iter().copied().filter(|f| !resolved.join(f).is_file()).collect();
+            if !missing.is_empty() {
+                return fail(format!(
+                    "is a folder without {} (an embedding model folder holds {})",
+                    missing.join(", "),
+                    EMBEDDING_MODEL_FILES.join(", ")
+                ));
+            }
+            return Ok((Some(LocalModelSpec { path: resolved, context_window, embeddings: true }), None));
+        }
         let mut magic = [0u8; 4];
         let read = std::fs::File::open(&resolved).and_then(|mut f| {
             use std::io::Read;
@@ -342,7 +361,7 @@ impl Cx<'_> {
             Ok(()) if &magic != b"GGUF" => return fail("is not a GGUF file".to_owned()),
             Ok(()) => {}
         }
-        Ok((Some(LocalModelSpec { path: resolved, context_window }), None))
+        Ok((Some(LocalModelSpec { path: resolved, context_window, embeddings: false }), None))
     }
 
     fn mock(&self, m: &raw::RawMock, path: &str) -> R<MockSettings> {
